@@ -1,0 +1,38 @@
+"""Shared fixtures: where the real data sets are.
+
+The real data lives in ``../shared/data`` beside a clone (``make test`` passes it on
+through ``OPTIMLAB_DATA``). Real-data tests must run in CI, so when the data cannot
+be found under CI they fail instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _find_real_data() -> Path | None:
+    candidates = []
+    if os.environ.get("OPTIMLAB_DATA"):
+        candidates.append(Path(os.environ["OPTIMLAB_DATA"]))
+    candidates.append(REPO_ROOT.parent / "shared" / "data")
+    for path in candidates:
+        if (path / "fashion-mnist").is_dir() and (path / "cifar-10-batches-bin").is_dir():
+            return path
+    return None
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """Folder holding ``fashion-mnist/`` and ``cifar-10-batches-bin/``."""
+    path = _find_real_data()
+    if path is None:
+        message = "real data not found: set OPTIMLAB_DATA or put ../shared/data beside the clone"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
