@@ -2,7 +2,7 @@
 
 Each subcommand lives in its own module that exposes two functions:
 ``add_arguments(parser)`` to declare its flags and ``main(args) -> int`` to run.
-Modules are imported only when their subcommand is used, so ``optimlab --help``
+Only the module of the subcommand being run is imported, so ``optimlab --help``
 stays fast and a broken subcommand cannot take the others down.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -22,28 +23,43 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported to declare its flags."""
     parser = argparse.ArgumentParser(
         prog="optimlab",
         description="A PyTorch Lightning laboratory for gradient-based optimizers.",
     )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log debug messages too"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name and module_name.startswith(error.name):
-                continue  # subcommand not built yet
-            raise
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(sub)
-        sub.set_defaults(_handler=module.main)
+        if name == command:
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub)
+            sub.set_defaults(_handler=module.main)
     return parser
 
 
+def _find_command(argv: Sequence[str]) -> str | None:
+    for token in argv:
+        if token in SUBCOMMANDS:
+            return token
+        if not token.startswith("-"):
+            return None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_find_command(argv))
     args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     if getattr(args, "_handler", None) is None:
         parser.print_help()
         return 0

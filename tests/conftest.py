@@ -21,7 +21,8 @@ def _find_real_data() -> Path | None:
         candidates.append(Path(os.environ["OPTIMLAB_DATA"]))
     candidates.append(REPO_ROOT.parent / "shared" / "data")
     for path in candidates:
-        if (path / "fashion-mnist").is_dir() and (path / "cifar-10-batches-bin").is_dir():
+        wanted = ("fashion-mnist", "cifar-10-batches-bin")
+        if all((path / name).is_dir() for name in wanted):
             return path
     return None
 
@@ -31,7 +32,10 @@ def real_data_dir() -> Path:
     """Folder holding ``fashion-mnist/`` and ``cifar-10-batches-bin/``."""
     path = _find_real_data()
     if path is None:
-        message = "real data not found: set OPTIMLAB_DATA or put ../shared/data beside the clone"
+        message = (
+            "real data not found: set OPTIMLAB_DATA or put ../shared/data "
+            "beside the clone"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
