@@ -36,7 +36,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         if name == command:
-            module = importlib.import_module(module_name)
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as error:
+                if error.name is None or not module_name.startswith(error.name):
+                    raise  # a missing dependency, not a missing subcommand
+                parser.error(f"subcommand {name!r} is not available in this install")
             module.add_arguments(sub)
             sub.set_defaults(_handler=module.main)
     return parser
