@@ -1,0 +1,669 @@
+"""Train one model with one optimizer: ``TrainConfig`` -> ``train()`` -> ``RunResult``.
+
+``optimlab train`` and the sweep runner both end up in :func:`train`. The data set
+follows the model: ``cnn`` trains on CIFAR-10, ``mlp`` on Fashion-MNIST.
+
+Command line (flags, a YAML file, or both; flags win over the file)::
+
+    optimlab train --model mlp --optimizer momentum --lr 0.05 --momentum 0.9 \\
+        --batch-size 128 --epochs 2 --train-subset 0.1 --seed 1
+    optimlab train --config run.yaml --epochs 3
+
+Any ``--key value`` that is not a training flag is passed to the optimizer as a
+hyperparameter (``--momentum 0.9``, ``--betas 0.9,0.99``, ``--nesterov true``); an
+optimizer that does not take it makes the command fail with an error naming it.
+The YAML file holds :class:`TrainConfig` fields (``hparams`` as a mapping; ``lr``
+and ``train_subset`` are accepted as shortcuts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MODELS = ("cnn", "mlp")
+ARCHS = {"cnn": ("default", "cifar10_3c3d"), "mlp": ("default", "fmnist_mlp")}
+SCHEDULES = ("constant", "step", "cosine")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+PRECISIONS = (
+    "64-true", "64", "32-true", "32", "16-mixed", "bf16-mixed", "16-true",
+    "bf16-true", "transformer-engine",
+)  # fmt: skip
+
+
+def config_error(name: str, value: Any, allowed: str) -> ValueError:
+    """The one message shape for a bad training field: field, value, what is allowed."""
+    return ValueError(f"TrainConfig: {name}={value!r} is invalid; allowed: {allowed}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines one training run (see docs/architecture.md)."""
+
+    model: str = "mlp"  # cnn (CIFAR-10) or mlp (Fashion-MNIST)
+    arch: str = "default"  # default, cifar10_3c3d (cnn) or fmnist_mlp (mlp)
+    hidden: tuple[int, ...] | None = None  # MLP hidden widths; None: the arch's
+    optimizer: str = "sgd"  # registry name or package.module:Class
+    hparams: dict[str, Any] = field(default_factory=dict)  # lr included
+    schedule: str = "constant"  # constant, step or cosine over the run
+    warmup_steps: int = 0  # optimizer steps of linear warm-up
+    batch_size: int | str = 128  # samples per step, or "full" (full-batch GD)
+    epochs: int = 1  # passes over the training split
+    max_steps: int | None = None  # optimizer steps; None: no limit
+    subset: float | int | None = None  # fraction or count of the training split
+    val_size: int = 5000  # images held out of the training set
+    augment: bool = False  # CIFAR-10 crop + flip
+    data_dir: str | None = None  # else $OPTIMLAB_DATA, else ./data
+    seed: int = 0
+    log_every: int = 25  # optimizer steps between instrument logs
+    val_every: float | int = 1.0  # float: fraction of an epoch; int: steps
+    noise_scale: bool = False  # estimate B_simple during training
+    accelerator: str = "auto"
+    devices: int | str = 1
+    precision: str = "32-true"
+    deterministic: bool = False
+    logdir: str = "lightning_logs"
+    name: str = "default"
+    version: int | str | None = None
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        if self.hidden is not None:
+            object.__setattr__(self, "hidden", tuple(self.hidden))
+        object.__setattr__(self, "hparams", dict(self.hparams))
+        _validate(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build from a mapping; unknown keys raise a ``ValueError`` naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"TrainConfig: unknown field(s) {', '.join(map(repr, unknown))}; "
+                f"known fields: {', '.join(sorted(known))}"
+            )
+        return cls(**dict(data))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dictionary (tuples become lists)."""
+        data = dataclasses.asdict(self)
+        data["hidden"] = list(self.hidden) if self.hidden is not None else None
+        data["hparams"] = _json_safe(self.hparams)
+        return data
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _validate(c: TrainConfig) -> None:
+    if c.model not in MODELS:
+        raise config_error("model", c.model, " or ".join(MODELS))
+    if c.arch not in ARCHS[c.model]:
+        raise config_error("arch", c.arch, f"for model {c.model!r}: "
+                           + ", ".join(ARCHS[c.model]))
+    if c.hidden is not None:
+        if c.model != "mlp":
+            raise config_error("hidden", c.hidden, "None for model 'cnn'")
+        if not c.hidden or not all(_is_int(w) and w > 0 for w in c.hidden):
+            raise config_error("hidden", c.hidden, "one or more positive integers")
+    if not isinstance(c.optimizer, str) or not c.optimizer:
+        raise config_error("optimizer", c.optimizer, "a registry name or module:Class")
+    if not all(isinstance(k, str) for k in c.hparams):
+        raise config_error("hparams", c.hparams, "a mapping with string keys")
+    if c.schedule not in SCHEDULES:
+        raise config_error("schedule", c.schedule, ", ".join(SCHEDULES))
+    if not _is_int(c.warmup_steps) or c.warmup_steps < 0:
+        raise config_error("warmup_steps", c.warmup_steps, "an integer >= 0")
+    if c.batch_size != "full" and not (_is_int(c.batch_size) and c.batch_size > 0):
+        raise config_error("batch_size", c.batch_size, "an integer >= 1 or 'full'")
+    if not _is_int(c.epochs) or c.epochs < 1:
+        raise config_error("epochs", c.epochs, "an integer >= 1")
+    if c.max_steps is not None and not (_is_int(c.max_steps) and c.max_steps >= 1):
+        raise config_error("max_steps", c.max_steps, "None or an integer >= 1")
+    if c.subset is not None:
+        fraction = isinstance(c.subset, float) and 0.0 < c.subset <= 1.0
+        count = _is_int(c.subset) and c.subset >= 1
+        if not (fraction or count):
+            raise config_error("subset", c.subset,
+                               "None, a fraction in (0, 1] or a count >= 1")
+    if not _is_int(c.val_size) or c.val_size < 0:
+        raise config_error("val_size", c.val_size, "an integer >= 0")
+    for name in ("augment", "noise_scale", "deterministic", "progress_bar"):
+        if not isinstance(getattr(c, name), bool):
+            raise config_error(name, getattr(c, name), "true or false")
+    if c.augment and c.model != "cnn":
+        raise config_error("augment", c.augment, "false for model 'mlp'")
+    if c.data_dir is not None and not isinstance(c.data_dir, str):
+        raise config_error("data_dir", c.data_dir, "None or a path")
+    if not _is_int(c.seed) or c.seed < 0:
+        raise config_error("seed", c.seed, "an integer >= 0")
+    if not _is_int(c.log_every) or c.log_every < 1:
+        raise config_error("log_every", c.log_every, "an integer >= 1")
+    if isinstance(c.val_every, float):
+        if not 0.0 < c.val_every <= 1.0:
+            raise config_error("val_every", c.val_every,
+                               "a fraction of an epoch in (0, 1] or steps >= 1")
+    elif not (_is_int(c.val_every) and c.val_every >= 1):
+        raise config_error("val_every", c.val_every,
+                           "a fraction of an epoch in (0, 1] or steps >= 1")
+    if c.accelerator not in ACCELERATORS:
+        raise config_error("accelerator", c.accelerator, ", ".join(ACCELERATORS))
+    if not ((_is_int(c.devices) and c.devices >= 1) or c.devices == "auto"):
+        raise config_error("devices", c.devices, "an integer >= 1 or 'auto'")
+    if str(c.precision) not in PRECISIONS:
+        raise config_error("precision", c.precision, ", ".join(PRECISIONS))
+    if not isinstance(c.logdir, str) or not c.logdir:
+        raise config_error("logdir", c.logdir, "a folder path")
+    if not isinstance(c.name, str) or not c.name or "/" in c.name:
+        raise config_error("name", c.name, "a non-empty name without '/'")
+    if c.version is not None and not (_is_int(c.version) or isinstance(c.version, str)):
+        raise config_error("version", c.version, "None, an integer or a name")
+
+
+@dataclass
+class RunResult:
+    """What one run produced; ``to_dict()`` is summary.json's ``result`` object."""
+
+    status: str  # done or diverged
+    diverged_step: int | None
+    final_val_acc: float | None
+    best_val_acc: float | None
+    test_acc: float | None
+    test_loss: float | None
+    final_train_loss: float | None
+    final_train_acc: float | None
+    final_val_loss: float | None
+    global_step: int
+    epochs_completed: int
+    wall_time_s: float
+    samples_per_s: float | None
+    per_class_test_acc: list[float] | None
+    b_simple: float | None
+    history: list[dict[str, Any]]
+    log_dir: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe(dataclasses.asdict(self))
+
+    @property
+    def diverged(self) -> bool:
+        return self.status == "diverged"
+
+
+# ----------------------------------------------------------------------- training
+def build_datamodule(config: TrainConfig):
+    """The data module the model trains on (CIFAR-10 for cnn, Fashion-MNIST for mlp)."""
+    import datamodules
+
+    kwargs: dict[str, Any] = {
+        "data_dir": config.data_dir,
+        "batch_size": config.batch_size,
+        "val_size": config.val_size,
+        "subset": config.subset,
+        "seed": config.seed,
+    }
+    if config.model == "cnn":
+        return datamodules.CIFAR10DataModule(augment=config.augment, **kwargs)
+    return datamodules.FashionMNISTDataModule(**kwargs)
+
+
+def build_model(config: TrainConfig, class_names: Sequence[str] | None = None):
+    """The LightningModule of ``config`` (optimizer built lazily by Lightning)."""
+    import models
+
+    common: dict[str, Any] = {
+        "optimizer": config.optimizer,
+        "hparams": dict(config.hparams),
+        "schedule": config.schedule,
+        "warmup_steps": config.warmup_steps,
+        "class_names": list(class_names) if class_names is not None else None,
+    }
+    if config.model == "cnn":
+        return models.CNN(arch=config.arch, **common)
+    return models.MLP(arch=config.arch, hidden=config.hidden, **common)
+
+
+def check_optimizer(config: TrainConfig) -> None:
+    """Build the optimizer on a dummy tensor so bad names or hyperparameters fail now.
+
+    Raises ``ValueError`` naming the optimizer and the offending hyperparameter.
+    """
+    import torch
+
+    import optimizers
+
+    dummy = [torch.zeros(2, 2, requires_grad=True)]
+    try:
+        optimizers.build(config.optimizer, dummy, **config.hparams)
+    except (TypeError, ValueError, KeyError, ImportError, AttributeError) as error:
+        message = error.args[0] if error.args else str(error)
+        raise ValueError(
+            f"optimizer {config.optimizer!r} with hparams {config.hparams}: {message}"
+        ) from error
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's banner lines and its dataloader-worker hints."""
+    names = ("lightning.pytorch", "lightning.fabric", "lightning")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*number of training batches.*")
+        warnings.filterwarnings("ignore", message=".*`isinstance.*treespec.*")
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
+
+
+def train(
+    config: TrainConfig, *, callbacks: Sequence[Any] = (), datamodule: Any = None
+) -> RunResult:
+    """Train one run; a diverged run returns ``status="diverged"``.
+
+    ``callbacks`` are extra Lightning callbacks; ``datamodule`` replaces the data
+    module ``config`` would build (tests use tiny synthetic ones).
+    """
+    import lightning.pytorch as pl
+    import torch
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from experiments.callbacks import InstrumentCallback, NoiseScaleCallback
+
+    started = time.perf_counter()
+    check_optimizer(config)
+    with _quiet_lightning():
+        pl.seed_everything(config.seed, workers=True, verbose=False)
+        if datamodule is None:
+            datamodule = build_datamodule(config)
+        model = build_model(config, getattr(datamodule, "classes", None))
+        logger = TensorBoardLogger(
+            save_dir=config.logdir,
+            name=config.name,
+            version=config.version,
+            default_hp_metric=False,
+        )
+        instruments = InstrumentCallback(log_every=config.log_every)
+        extra = [instruments]
+        noise = None
+        if config.noise_scale:
+            noise = NoiseScaleCallback(log_every=config.log_every)
+            extra.append(noise)
+        full_batch = config.batch_size == "full"
+        val_kwargs: dict[str, Any]
+        if full_batch:
+            every_epochs = config.val_every if _is_int(config.val_every) else 1
+            val_kwargs = {"check_val_every_n_epoch": every_epochs}
+        elif _is_int(config.val_every):
+            val_kwargs = {
+                "val_check_interval": config.val_every,
+                "check_val_every_n_epoch": None,
+            }
+        else:
+            val_kwargs = {"val_check_interval": float(config.val_every)}
+        trainer = pl.Trainer(
+            max_epochs=config.epochs,
+            max_steps=config.max_steps or -1,
+            accelerator=config.accelerator,
+            devices=config.devices,
+            precision=config.precision,
+            deterministic=config.deterministic,
+            logger=logger,
+            callbacks=[*extra, *callbacks],
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=config.progress_bar,
+            num_sanity_val_steps=0,
+            log_every_n_steps=config.log_every,
+            benchmark=False,
+            **val_kwargs,
+        )
+        if config.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=False)
+        try:
+            trainer.fit(model, datamodule=datamodule)
+            diverged_step = model.divergence.diverged_step
+            if (
+                diverged_step is None
+                and config.val_size > 0
+                and _needs_final_validation(model, trainer)
+            ):
+                # the final validation accuracy must be that of the final parameters
+                trainer.validate(model, datamodule=datamodule, verbose=False)
+                _patch_last_history(model)
+            if diverged_step is None:
+                trainer.test(model, datamodule=datamodule, verbose=False)
+        finally:
+            if config.deterministic:
+                torch.use_deterministic_algorithms(False)
+        logger.finalize("success")
+
+    history = model.history
+    last = history[-1] if history else {}
+    val = model.final_val or {}
+    test = model.test_result or {}
+    seconds = model.train_seconds
+    return RunResult(
+        status="diverged" if diverged_step is not None else "done",
+        diverged_step=diverged_step,
+        final_val_acc=val.get("acc"),
+        best_val_acc=model.best_val_acc,
+        test_acc=test.get("acc"),
+        test_loss=test.get("loss"),
+        final_train_loss=last.get("train_loss"),
+        final_train_acc=last.get("train_acc"),
+        final_val_loss=val.get("loss"),
+        global_step=trainer.global_step,
+        epochs_completed=len(history),
+        wall_time_s=time.perf_counter() - started,
+        samples_per_s=model.train_samples / seconds if seconds > 0 else None,
+        per_class_test_acc=test.get("per_class_acc"),
+        b_simple=noise.estimate() if noise is not None else None,
+        history=history,
+        log_dir=logger.log_dir,
+    )
+
+
+def _needs_final_validation(model, trainer) -> bool:
+    return model.final_val is None or model.final_val.get("step") != trainer.global_step
+
+
+def _patch_last_history(model) -> None:
+    if not model.history:
+        return
+    val = model.final_val or {}
+    record = model.history[-1]
+    record["val_loss"] = val.get("loss")
+    record["val_acc"] = val.get("acc")
+    record["per_class_val_acc"] = val.get("per_class_acc")
+
+
+# ------------------------------------------------------------------- command line
+# flag -> TrainConfig field, for the flags whose names differ
+_FLAG_FIELDS = {"train_subset": "subset"}
+_YAML_ALIASES = {"train_subset": "subset"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the flags of ``optimlab train``."""
+    parser.add_argument("--config", metavar="YAML",
+                        help="YAML file of TrainConfig fields; flags override it")
+    parser.add_argument("--model", choices=MODELS,
+                        help="cnn (CIFAR-10) or mlp (Fashion-MNIST); default mlp")
+    parser.add_argument("--arch", help="default, cifar10_3c3d (cnn), fmnist_mlp (mlp)")
+    parser.add_argument("--hidden", type=_int_tuple, metavar="W1,W2,...",
+                        help="MLP hidden widths, e.g. 256,128")
+    parser.add_argument("--optimizer", metavar="NAME",
+                        help="registry name or package.module:Class; default sgd")
+    parser.add_argument("--lr", type=float, help="learning rate")
+    parser.add_argument("--schedule", choices=SCHEDULES)
+    parser.add_argument("--warmup-steps", type=int, dest="warmup_steps")
+    parser.add_argument("--batch-size", type=_batch_size, dest="batch_size",
+                        metavar="N|full")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--max-steps", type=int, dest="max_steps")
+    parser.add_argument("--train-subset", type=_subset, dest="train_subset",
+                        metavar="F|N", help="fraction (0, 1] or count of training set")
+    parser.add_argument("--val-size", type=int, dest="val_size")
+    parser.add_argument("--augment", action="store_const", const=True)
+    parser.add_argument("--data-dir", dest="data_dir")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--log-every", type=int, dest="log_every", metavar="N",
+                        help="optimizer steps between instrument logs (default 25)")
+    parser.add_argument("--val-every", type=_number, dest="val_every",
+                        metavar="F|N", help="fraction of an epoch, or steps")
+    parser.add_argument("--noise-scale", action="store_const", const=True,
+                        dest="noise_scale", help="estimate the gradient noise scale")
+    parser.add_argument("--accelerator", choices=ACCELERATORS)
+    parser.add_argument("--devices", type=_devices)
+    parser.add_argument("--precision", choices=PRECISIONS)
+    parser.add_argument("--deterministic", action="store_const", const=True)
+    parser.add_argument("--logdir")
+    parser.add_argument("--name")
+    parser.add_argument("--version")
+    parser.add_argument("--no-progress-bar", action="store_const", const=False,
+                        dest="progress_bar")
+    parser.set_defaults(hparam_flags={})
+    _accept_hyperparameter_flags(parser)
+
+
+def _accept_hyperparameter_flags(parser: argparse.ArgumentParser) -> None:
+    """Make ``--key value`` pairs the parser does not know into optimizer hparams.
+
+    argparse hands unknown arguments of a subcommand back to the top-level parser,
+    which refuses them; wrapping this parser's ``parse_known_args`` collects them
+    first. Whether the optimizer takes them is checked when the config is built.
+    """
+    original = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        namespace, rest = original(args, namespace)
+        hparams: dict[str, Any] = dict(getattr(namespace, "hparam_flags", {}) or {})
+        leftover: list[str] = []
+        index = 0
+        while index < len(rest):
+            token = rest[index]
+            if token.startswith("--") and len(token) > 2:
+                key, eq, value = token[2:].partition("=")
+                if not eq:
+                    following = rest[index + 1] if index + 1 < len(rest) else None
+                    if following is None or following.startswith("--"):
+                        parser.error(f"flag --{key} needs a value")
+                    value = following
+                    index += 1
+                hparams[key.replace("-", "_")] = parse_value(value)
+            else:
+                leftover.append(token)
+            index += 1
+        namespace.hparam_flags = hparams
+        return namespace, leftover
+
+    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
+
+
+def parse_value(text: str) -> Any:
+    """``'0.9'`` -> 0.9, ``'true'`` -> True, ``'0.9,0.99'`` -> (0.9, 0.99), ..."""
+    if "," in text:
+        return tuple(parse_value(part) for part in text.split(",") if part)
+    lowered = text.lower()
+    if lowered in ("true", "yes", "on"):
+        return True
+    if lowered in ("false", "no", "off"):
+        return False
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _int_tuple(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of integers"
+        ) from None
+    return widths
+
+
+def _batch_size(text: str) -> int | str:
+    if text == "full":
+        return "full"
+    try:
+        return int(text)
+    except ValueError:
+        message = f"{text!r} is not an integer or 'full'"
+        raise argparse.ArgumentTypeError(message) from None
+
+
+def _subset(text: str) -> float | int:
+    value = _number(text)
+    return value
+
+
+def _number(text: str) -> float | int:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _devices(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        message = f"{text!r} is not an integer or 'auto'"
+        raise argparse.ArgumentTypeError(message) from None
+
+
+def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """TrainConfig fields from a YAML file (``lr`` and ``train_subset`` allowed)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ValueError(f"config file {str(path)!r}: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        message = f"config file {str(path)!r} is not valid YAML: {error}"
+        raise ValueError(message) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {str(path)!r} must hold a mapping of fields")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    result: dict[str, Any] = {}
+    hparams = dict(data.pop("hparams", None) or {})
+    if "lr" in data:
+        hparams["lr"] = data.pop("lr")
+    for key, value in data.items():
+        key = _YAML_ALIASES.get(key, key)
+        if key not in fields:
+            raise ValueError(
+                f"config file {str(path)!r}: unknown key {key!r}; known keys: "
+                f"{', '.join(sorted(fields | {'lr', 'train_subset'}))}"
+            )
+        result[key] = value
+    if hparams:
+        result["hparams"] = hparams
+    if isinstance(result.get("hidden"), list):
+        result["hidden"] = tuple(result["hidden"])
+    return result
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then the YAML file, then the flags."""
+    data: dict[str, Any] = load_yaml(args.config) if args.config else {}
+    hparams = dict(data.get("hparams", {}))
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key, value in vars(args).items():
+        if value is None or key in ("config", "command", "hparam_flags", "verbose"):
+            continue
+        if key == "lr":
+            hparams["lr"] = value
+            continue
+        key = _FLAG_FIELDS.get(key, key)
+        if key in fields:
+            data[key] = value
+    flags = dict(getattr(args, "hparam_flags", {}) or {})
+    hparams.update(flags)
+    data["hparams"] = hparams
+    config = TrainConfig.from_dict(data)
+    try:
+        check_optimizer(config)
+    except ValueError as error:
+        if flags:
+            shown = " ".join(f"--{k}" for k in flags)
+            raise ValueError(
+                f"{error} (flags passed on as hyperparameters: {shown}; "
+                "not a training flag either, see optimlab train --help)"
+            ) from None
+        raise
+    return config
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``optimlab train``; 2 on a bad flag or config, else 0."""
+    try:
+        config = config_from_args(args)
+    except ValueError as error:
+        print(f"optimlab train: error: {error}", file=sys.stderr)
+        return 2
+    log.info("training %s/%s with %s %s", config.model, config.arch,
+             config.optimizer, config.hparams)
+    result = train(config)
+    lines = [
+        f"status:          {result.status}"
+        + (f" at step {result.diverged_step}" if result.diverged else ""),
+        f"steps:           {result.global_step} ({result.epochs_completed} epochs)",
+        f"final val acc:   {_fmt(result.final_val_acc)}",
+        f"best val acc:    {_fmt(result.best_val_acc)}",
+        f"test acc:        {_fmt(result.test_acc)}",
+        f"samples/s:       {_fmt(result.samples_per_s, '.1f')}",
+    ]
+    if result.b_simple is not None:
+        lines.append(f"B_simple:        {result.b_simple:.1f}")
+    lines.append(f"logs:            {result.log_dir}")
+    lines.append(f"(tensorboard --logdir {config.logdir})")
+    print("\n".join(lines))
+    if result.log_dir:
+        Path(result.log_dir).mkdir(parents=True, exist_ok=True)
+        with open(Path(result.log_dir) / "result.json", "w") as handle:
+            json.dump({"config": config.to_dict(), "result": result.to_dict()},
+                      handle, indent=1)
+    return 0
+
+
+def _fmt(value: float | None, spec: str = ".4f") -> str:
+    return "n/a" if value is None else format(value, spec)
