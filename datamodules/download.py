@@ -10,6 +10,7 @@ into place once every expected member has been written.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import shutil
@@ -80,7 +81,7 @@ def download_file(url: str, destination: Path, md5: str, timeout: float = 60.0) 
                 "the file was not kept",
             )
         os.replace(part.name, destination)
-    except (urllib.error.URLError, OSError) as error:
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         Path(part.name).unlink(missing_ok=True)
         raise DownloadError(f"could not download {url}: {error}") from None
     except BaseException:

@@ -131,7 +131,7 @@ def read_cifar_pickle(path: Path) -> tuple[np.ndarray, np.ndarray]:
     raw = read_bytes(path)
     try:
         batch = RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    except pickle.UnpicklingError as error:
+    except RefusedPickle as error:
         raise DataFormatError(path, f"refused pickle content: {error}") from None
     except Exception as error:  # noqa: BLE001 - any failure means a corrupt pickle
         raise DataFormatError(
@@ -184,24 +184,28 @@ def _check_labels(path: Path, labels: np.ndarray) -> None:
         )
 
 
+class RefusedPickle(pickle.UnpicklingError):
+    """The pickle asks for something a CIFAR-10 batch never holds."""
+
+
 def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     if subtype is not np.ndarray:
-        raise pickle.UnpicklingError(f"array subtype {subtype!r} is not allowed")
+        raise RefusedPickle(f"array subtype {subtype!r} is not allowed")
     return np.ndarray.__new__(np.ndarray, shape, _dtype(dtype))
 
 
 def _dtype(spec: Any, align: Any = False, copy: Any = False) -> np.dtype:
     if not isinstance(spec, str | bytes) or len(spec) > 4:
-        raise pickle.UnpicklingError(f"dtype {spec!r} is not allowed")
+        raise RefusedPickle(f"dtype {spec!r} is not allowed")
     dtype = np.dtype(_text(spec))
     if dtype.kind not in "biuf":
-        raise pickle.UnpicklingError(f"dtype {dtype} is not a plain numeric dtype")
+        raise RefusedPickle(f"dtype {dtype} is not a plain numeric dtype")
     return dtype
 
 
 def _latin1_encode(text: Any, encoding: Any = "utf-8") -> bytes:
     if not isinstance(text, str) or encoding != "latin1":
-        raise pickle.UnpicklingError("only latin1 text may be encoded to bytes")
+        raise RefusedPickle("only latin1 text may be encoded to bytes")
     return _codecs.encode(text, "latin1")
 
 
@@ -227,10 +231,10 @@ class RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         allowed = self._ALLOWED.get((module, name))
         if allowed is None:
-            raise pickle.UnpicklingError(
+            raise RefusedPickle(
                 f"global {module}.{name} is not allowed in a CIFAR-10 batch"
             )
         return allowed
 
     def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("persistent ids are not allowed")
+        raise RefusedPickle("persistent ids are not allowed")
