@@ -17,7 +17,7 @@ endif
 
 PRESET ?= quick
 
-.PHONY: run test venv lint clean
+.PHONY: run test venv lint clean browser
 
 venv: $(STAMP)
 
@@ -30,8 +30,12 @@ run: $(STAMP)
 	$(PY) -m experiments.cli run all --preset $(PRESET)
 	$(PY) -m experiments.cli report
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+# Headless chromium for the report's browser test (Debian's package).
+browser:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

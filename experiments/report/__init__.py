@@ -1,0 +1,317 @@
+"""``optimlab report``: the analysis report of the six studies, from the runs.
+
+Reads ``<logdir>/<study>/study.json``, ``index.json``, every ``summary.json`` and
+the TensorBoard event files (``docs/architecture.md``), and writes into ``--out``:
+
+- ``report.md`` with the figures beside it under ``figures/``;
+- ``report.html``, the same report in one file with every figure embedded;
+- ``figures/*.png`` (plus ``.svg`` / ``.pdf`` when asked with ``--format``).
+
+A missing study, missing or failed runs are listed in the report and the rest is
+rendered; an empty or wrong log directory is an error that names it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from experiments.report import figures as fig
+from experiments.report.document import Document, to_html, to_markdown
+from experiments.report.findings import (
+    CRITICAL_HEADER,
+    RANGE_HEADER,
+    budget_header,
+    budget_rows,
+    budgets,
+    critical_rows,
+    findings,
+    lr_ranges,
+    range_rows,
+)
+from experiments.report.runs import (
+    KNOWN_STUDIES,
+    ReportError,
+    Study,
+    load_logdir,
+    read_scalars,
+)
+from experiments.report.stats import (
+    DEFINITIONS,
+    Condition,
+    conditions,
+    fmt_acc,
+    fmt_num,
+    fmt_pts,
+    fmt_target,
+)
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("png", "svg", "pdf")
+TAGS = frozenset({
+    "train/loss", "grad_norm/global", "update/global", "momentum/grad_cosine",
+    "effective_lr/median", "effective_lr/p5", "effective_lr/p95",
+    "effective_lr/lr", "effective_lr/steady_state",
+})
+
+MAIN_HEADER = ["Part", "Setting", "n", "Final val acc", "Best val acc", "Test acc",
+               "Steps to target", "Epochs to target", "Seconds to target",
+               "Final train loss", "Gen. gap", "Stability", "Diverged"]
+INSTRUMENT_HEADER = ["Part", "Setting", "n", "Grad norm", "Update norm",
+                     "Grad cosine", "Eff. lr median (first)",
+                     "Eff. lr median (last)", "Eff. lr p5 (last)",
+                     "Eff. lr p95 (last)"]
+
+
+@dataclass(frozen=True)
+class Written:
+    markdown: Path
+    html: Path
+    figures: tuple[Path, ...]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--logdir", default="lightning_logs",
+                        help="folder that `optimlab run` wrote (default: %(default)s)")
+    parser.add_argument("--out", default="reports",
+                        help="folder for report.md, report.html and figures/ "
+                             "(default: %(default)s)")
+    parser.add_argument("--studies", nargs="+", metavar="STUDY",
+                        help=f"studies to include (default: all found; known: "
+                             f"{', '.join(KNOWN_STUDIES)})")
+    parser.add_argument("--format", default="png",
+                        help="figure formats, comma separated, from "
+                             f"{', '.join(FORMATS)}; PNG is always written "
+                             "(default: %(default)s)")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        formats = parse_formats(args.format)
+        started = time.perf_counter()
+        written = build_report(args.logdir, args.out, args.studies, formats)
+    except ReportError as error:
+        print(f"optimlab report: error: {error}", file=sys.stderr)
+        return 2
+    log.info("wrote %s and %s (%d figures) in %.1f s", written.markdown,
+             written.html, len(written.figures), time.perf_counter() - started)
+    print(f"report: {written.markdown} and {written.html}")
+    return 0
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    chosen = [part.strip().lower() for part in text.split(",") if part.strip()]
+    for name in chosen:
+        if name not in FORMATS:
+            raise ReportError(f"--format: '{name}' is not one of {', '.join(FORMATS)}")
+    return tuple(dict.fromkeys(["png", *chosen]))
+
+
+def build_report(logdir: str | Path, out: str | Path,
+                 studies: list[str] | None = None,
+                 formats: tuple[str, ...] = ("png",)) -> Written:
+    """Write the report of the studies under ``logdir`` into ``out``."""
+    loaded = load_logdir(logdir, studies)
+    folder = Path(out)
+    if (folder / "figures").is_dir():
+        shutil.rmtree(folder / "figures")
+    canvas = fig.Canvas(folder, formats)
+    doc = Document()
+    doc.heading(1, "optimlab report")
+    present = [s for s in loaded if s.folder is not None]
+    absent = [s.name for s in loaded if s.folder is None]
+    if not studies:
+        absent += [name for name in KNOWN_STUDIES if name not in
+                   {s.name for s in loaded}]
+    doc.paragraph(
+        f"Runs read from `{logdir}`: {sum(len(s.runs) for s in present)} summaries "
+        f"in {len(present)} studies. "
+        + (f"Missing studies: {', '.join(absent)}." if absent else
+           "Every requested study is present."))
+    doc.bullets([f"[{s.title}](#{_anchor(s)})" for s in present])
+    doc.heading(2, "Definitions")
+    doc.bullets([f"**{name}**: {text}" for name, text in DEFINITIONS])
+    drawn: list[fig.Drawn] = []
+    for study in present:
+        for run in study.runs:
+            read_scalars(run, TAGS)
+        drawn += _study_section(doc, canvas, study)
+    _missing_section(doc, loaded, absent)
+    markdown = folder / "report.md"
+    markdown.write_text(to_markdown(doc), encoding="utf-8")
+    page = folder / "report.html"
+    page.write_text(to_html(doc, folder, "optimlab report"), encoding="utf-8")
+    return Written(markdown, page, tuple(folder / d.png for d in drawn))
+
+
+def _anchor(study: Study) -> str:
+    from experiments.report.document import slug
+
+    return slug(_title(study))
+
+
+def _title(study: Study) -> str:
+    return f"{study.title} ({study.name})" if study.title != study.name else study.name
+
+
+def _study_section(doc: Document, canvas: fig.Canvas, study: Study) -> list[fig.Drawn]:
+    conds = conditions(study)
+    ended = [c for c in conds if c.n]
+    doc.heading(2, _title(study))
+    status = {k: sum(r.status == k for r in study.runs)
+              for k in ("done", "diverged", "failed")}
+    target = (f"{100 * study.target_accuracy:.1f} %" if study.target_accuracy
+              is not None else "not set")
+    lost = len(study.missing) + len(study.unfinished)
+    doc.paragraph(
+        f"Model: {study.model or 'unknown'}; preset: {study.preset or 'unknown'}; "
+        f"target validation accuracy: {target}. Runs: {status['done']} done, "
+        f"{status['diverged']} diverged, {status['failed']} failed"
+        + (f", {lost} planned runs missing or unfinished (listed at the end)"
+           if lost else "") + ".")
+    if study.questions:
+        doc.heading(3, f"Questions: {study.name}")
+        doc.bullets(study.questions)
+    doc.heading(3, f"Findings: {study.name}")
+    doc.bullets(findings(study, conds))
+    doc.heading(3, f"Tables: {study.name}")
+    if ended:
+        doc.table(f"{study.name}: results per setting (mean ± std over seeds)",
+                  MAIN_HEADER, [_main_row(c) for c in conds])
+    else:
+        doc.paragraph("No run of this study ended: no table.")
+    if study.name in ("sgd-lr", "adaptive-lr") and ended:
+        doc.table(f"{study.name}: acceptable learning-rate ranges", RANGE_HEADER,
+                  range_rows(lr_ranges(ended)))
+    if study.name == "batch-size" and ended:
+        for part, group in _parts(ended).items():
+            b = budgets(group)
+            doc.table(f"{study.name} ({part}): equal-budget comparison",
+                      budget_header(b), budget_rows(group, b))
+        doc.table(f"{study.name}: critical batch size estimates", CRITICAL_HEADER,
+                  critical_rows(ended))
+    if any(c.stats["grad_norm"].n or c.stats["elr_median"].n for c in ended):
+        doc.table(f"{study.name}: instruments, mean over the second half of "
+                  "training (first / last logged value where stated)",
+                  INSTRUMENT_HEADER, [_instrument_row(c) for c in ended])
+    doc.heading(3, f"Figures: {study.name}")
+    drawn = _figures(canvas, study, ended)
+    for d in drawn:
+        doc.figure(d.caption, d.png, d.alt)
+    if not drawn:
+        doc.paragraph("No figure: no run of this study ended.")
+    return drawn
+
+
+def _parts(conds: list[Condition]) -> dict[str, list[Condition]]:
+    parts: dict[str, list[Condition]] = {}
+    for c in conds:
+        parts.setdefault(c.part, []).append(c)
+    return parts
+
+
+def _main_row(c: Condition) -> list[str]:
+    s = c.stats
+    return [c.part, c.label, str(c.n), fmt_acc(s["final"]), fmt_acc(s["best"]),
+            fmt_acc(s["test"]), fmt_target(s["steps"]), fmt_target(s["epochs"]),
+            fmt_target(s["seconds"], "s"), fmt_num(s["final_loss"]), fmt_pts(s["gap"]),
+            fmt_num(s["stability"], 3),
+            f"{c.diverged}/{c.n}" + (f" ({len(c.failed)} failed)" if c.failed else "")]
+
+
+def _instrument_row(c: Condition) -> list[str]:
+    s = c.stats
+    return [c.part, c.label, str(c.n), fmt_num(s["grad_norm"], 3),
+            fmt_num(s["update"], 3), fmt_num(s["cosine"], 2),
+            fmt_num(s["elr_median_first"]), fmt_num(s["elr_median_last"]),
+            fmt_num(s["elr_p5_last"]), fmt_num(s["elr_p95_last"])]
+
+
+def _figures(canvas: fig.Canvas, study: Study,
+             conds: list[Condition]) -> list[fig.Drawn]:
+    out: list[fig.Drawn | None] = []
+    name = study.name
+    for part, group in _parts(conds).items():
+        shown = fig.representative(group)
+        note = ("" if len(shown) == len(group) else
+                "Only the best setting of each series is drawn.")
+        out.append(fig.curves(canvas, f"{name}-{part}-curves", shown, note))
+        if group[0].y_name:
+            out.append(fig.heatmap(canvas, f"{name}-{part}-heatmap", group))
+        elif group[0].x_name and name != "batch-size":
+            out.append(fig.sensitivity(canvas, f"{name}-{part}-sensitivity", group,
+                                       group[0].x_name))
+        out.append(fig.effective_lr(canvas, f"{name}-{part}-effective-lr", shown))
+        out.append(fig.tag_curves(
+            canvas, f"{name}-{part}-grad-update", shown,
+            (("grad_norm/global", "gradient norm", True),
+             ("update/global", "update norm", True)),
+            "Gradient norm and update magnitude over training: whole-model L2 "
+            "norms, mean over seeds with a +- 1 std band."))
+        out.append(fig.tag_curves(
+            canvas, f"{name}-{part}-grad-cosine", shown,
+            (("momentum/grad_cosine", "cosine of successive gradients", False),),
+            "Cosine of successive gradients over training: near 1 the gradient "
+            "keeps its direction, below 0 it oscillates; mean over seeds with a "
+            "+- 1 std band."))
+    first = next(iter(_parts(conds).values()), [])
+    out.append(fig.per_class(canvas, f"{name}-per-class",
+                             fig.representative(first), study.classes))
+    if name == "batch-size":
+        pooled = [r.value("b_simple") for c in conds for r in c.runs]
+        pooled = [v for v in pooled if v is not None]
+        b_simple = sum(pooled) / len(pooled) if pooled else None
+        full = study.fields.get("num_train") or _full_size(conds)
+        out.append(fig.batch_efficiency(canvas, f"{name}-efficiency", conds,
+                                        b_simple, full))
+    return [d for d in out if d is not None]
+
+
+def _full_size(conds: list[Condition]) -> float | None:
+    """Samples in one full batch: the training-set size when a run records it
+    (``num_train`` or an integer ``subset``), else twice the largest batch size."""
+    for c in conds:
+        for run in c.runs:
+            size = run.value("num_train") or _int_subset(run.config.get("subset"))
+            if size:
+                return float(size)
+    sizes = [float(c.x) for c in conds if _is_number(c.x)]
+    return 2 * max(sizes) if sizes else None
+
+
+def _int_subset(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _missing_section(doc: Document, loaded: list[Study], absent: list[str]) -> None:
+    doc.heading(2, "Missing and failed runs")
+    lines = [f"Study `{name}`: not found in the log directory." for name in absent]
+    for study in loaded:
+        lines += [f"Study `{study.name}`: {p}" for p in study.problems
+                  if study.folder is not None]
+        if study.missing:
+            lines.append(f"Study `{study.name}`: {len(study.missing)} planned runs "
+                         f"have no summary: {', '.join(study.missing)}.")
+        if study.unfinished:
+            lines.append(f"Study `{study.name}`: {len(study.unfinished)} run folders "
+                         f"have no summary.json (started, not ended): "
+                         f"{', '.join(study.unfinished)}.")
+        for run in study.runs:
+            if run.status == "failed":
+                error = (run.error or "no error recorded").strip().splitlines()
+                lines.append(f"Study `{study.name}`: run {run.run_id} failed: "
+                             f"{error[-1] if error else ''}")
+    if lines:
+        doc.bullets(lines)
+    else:
+        doc.paragraph("None: every planned run ended.")

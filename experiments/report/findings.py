@@ -1,0 +1,629 @@
+"""Findings written from the numbers, one function per study.
+
+Each finding quotes numbers through the ``fmt_*`` helpers of
+:mod:`experiments.report.stats`, the same ones that fill the tables, so what the
+text says can be checked against the tables cell by cell. A claim that needs a
+ranking goes through :func:`stats.separated`; when it returns 0 the finding says
+the data cannot separate the settings instead of ranking them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from experiments.report.runs import Study, _finite
+from experiments.report.stats import (
+    ACCEPT_MARGIN,
+    Condition,
+    Stat,
+    accuracy_at,
+    fmt_acc,
+    fmt_num,
+    fmt_pts,
+    fmt_target,
+    fmt_x,
+    separated,
+)
+
+
+@dataclass
+class LrRange:
+    """The acceptable learning-rate range of one series (definition in stats)."""
+
+    series: str
+    best: Condition
+    accepted: list[Condition]
+    diverged_lrs: list[float]
+
+    @property
+    def low(self) -> float:
+        return float(self.accepted[0].x)
+
+    @property
+    def high(self) -> float:
+        return float(self.accepted[-1].x)
+
+    @property
+    def decades(self) -> float:
+        return math.log10(self.high / self.low)
+
+    gaps: list[float]  # grid lrs inside the range that are not acceptable
+
+    def text(self) -> str:
+        text = f"{fmt_x(self.low)} to {fmt_x(self.high)}"
+        if self.gaps:
+            text += " (not contiguous: " + ", ".join(fmt_x(x) for x in self.gaps) + \
+                " inside it are not acceptable)"
+        return text
+
+
+def lr_ranges(conds: list[Condition]) -> list[LrRange]:
+    by_series: dict[str, list[Condition]] = {}
+    for c in conds:
+        if _finite(c.x) is not None and c.stats["final"].mean is not None:
+            by_series.setdefault(c.series, []).append(c)
+    ranges = []
+    for series, group in by_series.items():
+        group.sort(key=lambda c: float(c.x))
+        best = max(group, key=lambda c: c.stats["final"].mean)
+        accepted = [c for c in group if c.diverged == 0 and c.stats["final"].mean
+                    >= best.stats["final"].mean - ACCEPT_MARGIN]
+        if not accepted:
+            accepted = [best]
+        diverged = [float(c.x) for c in group if c.diverged]
+        low, high = float(accepted[0].x), float(accepted[-1].x)
+        gaps = [float(c.x) for c in group
+                if low < float(c.x) < high and c not in accepted]
+        ranges.append(LrRange(series, best, accepted, diverged, gaps))
+    return ranges
+
+
+def fmt_decades(r: LrRange) -> str:
+    return f"{r.decades:.1f}"
+
+
+def range_rows(ranges: list[LrRange]) -> list[list[str]]:
+    return [[r.series, fmt_x(r.best.x), fmt_acc(r.best.stats["final"]), r.text(),
+             fmt_decades(r), ", ".join(fmt_x(x) for x in r.diverged_lrs) or "none"]
+            for r in ranges]
+
+
+RANGE_HEADER = ["Optimizer", "Best lr", "Final val acc at best lr",
+                "Acceptable range", "Width (decades)", "lrs with a diverged seed"]
+
+
+def best_claim(conds: list[Condition], key: str, what: str,
+               higher: bool = True, fmt: Callable[[Stat], str] = fmt_acc) -> str:
+    """'Best X: A (v). [separated from / cannot be separated from] B (w).'"""
+    ranked = [c for c in conds if c.stats[key].mean is not None]
+    if not ranked:
+        return f"No setting recorded {what}."
+    ranked.sort(key=lambda c: c.stats[key].mean, reverse=higher)
+    first = ranked[0]
+    text = f"Highest {what}" if higher else f"Lowest {what}"
+    text += f": {first.label}, {fmt(first.stats[key])}."
+    if len(ranked) == 1:
+        return text
+    second = ranked[1]
+    verdict = separated(first.stats[key], second.stats[key], higher)
+    if verdict > 0:
+        return text + (f" It is ahead of the runner-up {second.label} "
+                       f"({fmt(second.stats[key])}): the intervals do not overlap.")
+    reason = ("one of them has a single seed" if min(first.stats[key].n,
+              second.stats[key].n) < 2 else "their mean +- std intervals overlap")
+    return text + (f" The data cannot separate it from {second.label} "
+                   f"({fmt(second.stats[key])}): {reason}.")
+
+
+def speed_claim(conds: list[Condition]) -> str:
+    reached = [c for c in conds if c.stats["steps"].complete]
+    never = [c for c in conds if c.stats["steps"].n and c.stats["steps"].censored ==
+             c.stats["steps"].n]
+    parts = []
+    if reached:
+        fastest = min(reached, key=lambda c: c.stats["steps"].mean)
+        parts.append(f"Fewest steps to the target: {fastest.label}, "
+                     f"{fmt_target(fastest.stats['steps'])} steps "
+                     f"({fmt_target(fastest.stats['seconds'], 's')} s).")
+        fastest_s = min(reached, key=lambda c: c.stats["seconds"].mean)
+        if fastest_s is not fastest:
+            parts.append(f"Fewest seconds: {fastest_s.label}, "
+                         f"{fmt_target(fastest_s.stats['seconds'], 's')} s.")
+    else:
+        parts.append("No setting reached the target in every seed, so convergence "
+                     "speed is compared by final accuracy only.")
+    if never:
+        parts.append("Never reached the target: " + ", ".join(c.label for c in never)
+                     + ".")
+    return " ".join(parts)
+
+
+def _pair(a: Condition, b: Condition, key: str, what: str, higher: bool = True,
+          fmt: Callable[[Stat], str] = fmt_acc) -> str:
+    verdict = separated(a.stats[key], b.stats[key], higher)
+    values = f"{a.label} {fmt(a.stats[key])} vs {b.label} {fmt(b.stats[key])}"
+    if verdict > 0:
+        return f"{what}: {values}; {a.label} is better (intervals apart)."
+    if verdict < 0:
+        return f"{what}: {values}; {b.label} is better (intervals apart)."
+    return f"{what}: {values}; the data cannot separate them."
+
+
+def by_part(conds: list[Condition]) -> dict[str, list[Condition]]:
+    parts: dict[str, list[Condition]] = {}
+    for c in conds:
+        parts.setdefault(c.part, []).append(c)
+    return parts
+
+
+# Batch size -------------------------------------------------------------------
+
+
+@dataclass
+class Budgets:
+    epochs: float | None
+    steps: float | None
+    seconds: float | None
+    rows: dict[int, tuple[Stat, Stat, Stat]]  # id(condition) -> acc@E, loss@S, acc@T
+
+
+def budgets(conds: list[Condition]) -> Budgets:
+    """Equal-budget comparison points: the largest budget every setting reached."""
+
+    def reach(c: Condition, key: str) -> float | None:
+        ends = [_finite((r.result.get("history") or [{}])[-1].get(key))
+                for r in c.runs if r.status == "done" and r.result.get("history")]
+        ends = [e for e in ends if e is not None]
+        return min(ends) if ends else None
+
+    def common(key: str, skip_full: bool) -> float | None:
+        ends = [reach(c, key) for c in conds if not (skip_full and _is_full(c))]
+        ends = [e for e in ends if e is not None]
+        return min(ends) if ends else None
+
+    epochs, steps, seconds = common("epoch", False), common("step", True), \
+        common("time_s", False)
+    rows = {}
+    for c in conds:
+        done = [r for r in c.runs if r.status == "done"]
+        acc_e = Stat.of([accuracy_at(r, "epoch", epochs) for r in done]
+                        if epochs is not None else [])
+        loss_s = Stat.of([_loss_at(r, steps) for r in done]
+                         if steps is not None and not _is_full(c) else [])
+        acc_t = Stat.of([accuracy_at(r, "time_s", seconds) for r in done]
+                        if seconds is not None else [])
+        rows[id(c)] = (acc_e, loss_s, acc_t)
+    return Budgets(epochs, steps, seconds, rows)
+
+
+def _loss_at(run, step: float) -> float | None:
+    series = run.scalars.get("train/loss")
+    if series is not None and len(series[0]) and series[0][0] <= step:
+        steps, values = series
+        window = values[(steps >= 0.8 * step) & (steps <= step)]
+        return float(np.mean(window)) if len(window) else float(
+            np.interp(step, steps, values))
+    loss = None
+    for entry in run.result.get("history") or []:
+        if (_finite(entry.get("step")) or math.inf) <= step:
+            loss = _finite(entry.get("train_loss"))
+    return loss
+
+
+def _is_full(c: Condition) -> bool:
+    return str(c.x) == "full" or "full" in c.series.lower()
+
+
+def fmt_loss(stat: Stat) -> str:
+    return fmt_num(stat, 3)
+
+
+def budget_rows(conds: list[Condition], b: Budgets) -> list[list[str]]:
+    rows = []
+    for c in conds:
+        acc_e, loss_s, acc_t = b.rows[id(c)]
+        rows.append([c.part, c.label, str(c.n), fmt_acc(acc_e), fmt_loss(loss_s),
+                     fmt_acc(acc_t), fmt_num(c.stats["throughput"], 4),
+                     fmt_num(c.stats["b_simple"], 3)])
+    return rows
+
+
+def budget_header(b: Budgets) -> list[str]:
+    def show(v: float | None, unit: str) -> str:
+        return "n/a" if v is None else f"{v:.4g}{unit}"
+
+    return ["Part", "Setting", "n", f"Val acc at {show(b.epochs, ' epochs')}",
+            f"Train loss at {show(b.steps, ' steps')}",
+            f"Val acc at {show(b.seconds, ' s')}", "Samples/s", "B_simple"]
+
+
+def batch_size(study: Study, conds: list[Condition]) -> list[str]:
+    out = []
+    for part, group in by_part(conds).items():
+        b = budgets(group)
+        wrap = [_Shadow(c, b.rows[id(c)]) for c in group]
+        out.append(f"**{part}, convergence speed.** " + speed_claim(group))
+        if b.epochs is not None:
+            out.append(f"**{part}, equal epochs ({b.epochs:.4g}).** "
+                       + best_claim(wrap, "acc_e", "validation accuracy"))
+        if b.steps is not None:
+            out.append(f"**{part}, equal optimizer steps ({b.steps:.4g}).** "
+                       + best_claim([w for w in wrap if w.stats["loss_s"].n],
+                                    "loss_s", "training loss", higher=False,
+                                    fmt=fmt_loss))
+        if b.seconds is not None:
+            out.append(f"**{part}, equal wall-clock ({b.seconds:.4g} s).** "
+                       + best_claim(wrap, "acc_t", "validation accuracy"))
+        out.append(f"**{part}, efficiency.** " + best_claim(
+            group, "throughput", "throughput (samples/s)",
+            fmt=lambda s: fmt_num(s, 4)) + " " + best_claim(
+            [c for c in group if c.stats["seconds"].complete], "seconds",
+            "seconds to the target", higher=False,
+            fmt=lambda s: fmt_target(s, "s")))
+        stab = [c for c in group if c.stats["stability"].n]
+        if len(stab) >= 2:
+            small, large = stab[0], stab[-1]
+            out.append(f"**{part}, stability.** " + _pair(
+                large, small, "stability", "Loss fluctuation, largest vs smallest "
+                "batch", higher=False, fmt=lambda s: fmt_num(s, 3)))
+        full = [c for c in group if _is_full(c)]
+        mini = [c for c in group if not _is_full(c)]
+        if full and mini:
+            best_mini = max(mini, key=lambda c: c.stats["final"].mean or -1)
+            out.append(f"**{part}, full batch vs mini-batch.** " + _pair(
+                best_mini, full[0], "final", "Final validation accuracy at equal "
+                "epochs, best mini-batch vs exact full-batch gradient descent") + (
+                f" Steps to the target: {fmt_target(full[0].stats['steps'])} for full "
+                f"batch vs {fmt_target(best_mini.stats['steps'])} for "
+                f"{best_mini.label}."))
+        elif not full:
+            out.append(f"**{part}, full batch.** No full-batch run in this part.")
+    out.append("**Critical batch size.** " + critical_claim(conds))
+    return out
+
+
+def critical_rows(conds: list[Condition]) -> list[list[str]]:
+    pooled = Stat.of([r.value("b_simple") for c in conds for r in c.runs])
+    rows = [["B_simple, pooled over all runs", fmt_num(pooled, 3), str(pooled.n)]]
+    knee = _knee(conds)
+    if knee is not None:
+        rows.append([f"Empirical knee ({knee.part})", fmt_x(knee.x),
+                     f"steps to target {fmt_target(knee.stats['steps'])}"])
+    return rows
+
+
+CRITICAL_HEADER = ["Estimate", "Batch size", "n / basis"]
+
+
+def _knee(conds: list[Condition]) -> Condition | None:
+    reached = [c for c in conds if c.stats["steps"].complete and _finite(c.x)]
+    if not reached:
+        return None
+    fewest = min(c.stats["steps"].mean for c in reached)
+    return min((c for c in reached if c.stats["steps"].mean <= 2 * fewest),
+               key=lambda c: float(c.x))
+
+
+def critical_claim(conds: list[Condition]) -> str:
+    pooled = Stat.of([r.value("b_simple") for c in conds for r in c.runs])
+    text = (f"B_simple over every run that estimated it: {fmt_num(pooled, 3)} "
+            f"(n={pooled.n} runs)." if pooled.n else
+            "No run estimated B_simple (the noise-scale instrument was off), so "
+            "the critical batch size rests on the empirical knee only.")
+    knee = _knee(conds)
+    if knee is not None:
+        fewest = min(c.stats["steps"].mean for c in conds
+                     if c.stats["steps"].complete and _finite(c.x))
+        text += (f" Empirical knee: batch size {fmt_x(knee.x)} ({knee.part}) is the "
+                 f"smallest whose steps to target ({fmt_target(knee.stats['steps'])})"
+                 f" are within twice the fewest ({fewest:.0f}).")
+        if pooled.mean is not None:
+            ratio = pooled.mean / float(knee.x)
+            text += (f" The two estimates differ by a factor of {ratio:.2g}; "
+                     + ("they agree within a factor of 4." if 0.25 <= ratio <= 4 else
+                        "they disagree by more than a factor of 4, so treat either "
+                        "as an order of magnitude."))
+    else:
+        text += " No batch size reached the target in every seed: no empirical knee."
+    return text
+
+
+class _Shadow:
+    """A condition seen through extra per-condition statistics (for best_claim)."""
+
+    def __init__(self, c: Condition, extra: tuple[Stat, Stat, Stat]) -> None:
+        self.label = c.label
+        self.stats = {"acc_e": extra[0], "loss_s": extra[1], "acc_t": extra[2]}
+
+
+# Momentum ------------------------------------------------------------------------
+
+
+def momentum(study: Study, conds: list[Condition]) -> list[str]:
+    out = ["**Convergence.** " + speed_claim(conds) + " "
+           + best_claim(conds, "final", "final validation accuracy")]
+    plain = [c for c in conds if _kind(c) == "sgd"]
+    if plain:
+        for c in conds:
+            if c is plain[0]:
+                continue
+            out.append(_pair(c, plain[0], "final", f"vs plain SGD, {c.label}"))
+    else:
+        out.append("No plain SGD run: the effect of momentum cannot be measured "
+                   "against a no-momentum baseline.")
+    out.append("**Gradient behaviour.** " + _instrument_text(conds))
+    out.append("**Per-class accuracy.** " + per_class_text(conds, study.classes))
+    pairs = _momentum_pairs(conds)
+    if pairs:
+        out += ["**Momentum vs Nesterov at " + value + ".** " + _pair(
+            heavy, nest, "final", "Final validation accuracy") + " " + _pair(
+            heavy, nest, "stability", "Loss fluctuation", higher=False,
+            fmt=lambda s: fmt_num(s, 3)) for value, heavy, nest in pairs]
+    else:
+        out.append("**Momentum vs Nesterov.** No pair of heavy-ball and Nesterov "
+                   "runs at the same momentum value.")
+    return out
+
+
+def _kind(c: Condition) -> str:
+    name = (c.series + " " + str(c.runs[0].config.get("optimizer", "") if c.runs
+                                 else "")).lower()
+    if "nesterov" in name:
+        return "nesterov"
+    if "momentum" in name or "heavy" in name:
+        return "momentum"
+    return "sgd"
+
+
+def _momentum_value(c: Condition) -> str:
+    if c.x_name == "momentum" and c.x is not None:
+        return fmt_x(c.x)
+    hp = c.runs[0].config.get("hparams", {}) if c.runs else {}
+    return fmt_x(hp.get("momentum", "?"))
+
+
+def _momentum_pairs(conds: list[Condition]):
+    heavy = {_momentum_value(c): c for c in conds if _kind(c) == "momentum"}
+    nest = {_momentum_value(c): c for c in conds if _kind(c) == "nesterov"}
+    return [(f"momentum {v}", heavy[v], nest[v]) for v in heavy if v in nest]
+
+
+def _instrument_text(conds: list[Condition]) -> str:
+    have = [c for c in conds if c.stats["grad_norm"].n]
+    if not have:
+        return ("The event files hold no `grad_norm/global` scalars, so gradient "
+                "norms cannot be discussed.")
+    text = best_claim(have, "grad_norm", "gradient norm (mean over the second half "
+                      "of training)", higher=False, fmt=lambda s: fmt_num(s, 3))
+    upd = [c for c in conds if c.stats["update"].n]
+    if upd:
+        text += " " + best_claim(upd, "update", "update norm (second half)",
+                                 higher=False, fmt=lambda s: fmt_num(s, 3))
+    cos = [c for c in conds if c.stats["cosine"].n]
+    if cos:
+        neg = [c for c in cos if c.stats["cosine"].mean < 0]
+        text += " " + best_claim(cos, "cosine", "cosine of successive gradients "
+                                 "(second half)", higher=False,
+                                 fmt=lambda s: fmt_num(s, 2))
+        text += (" A negative cosine means successive gradients point against each "
+                 "other (oscillation across a valley): "
+                 + (", ".join(c.label for c in neg) if neg else "no setting") + ".")
+    return text
+
+
+def per_class_text(conds: list[Condition], classes: list[str]) -> str:
+    have = [c for c in conds if "per_class" in c.stats]
+    if not have:
+        return "No run recorded per-class test accuracy."
+    count = len(have[0].stats["per_class"][0])
+    names = classes if len(classes) == count else [f"class {k}" for k in range(count)]
+    spread = np.stack([c.stats["per_class"][0] for c in have])
+    hardest = int(np.argmin(spread.mean(0)))
+    widest = int(np.argmax(spread.max(0) - spread.min(0)))
+    low = have[int(np.argmin(spread[:, widest]))]
+    high = have[int(np.argmax(spread[:, widest]))]
+    return (f"The hardest class on average over the settings is {names[hardest]} "
+            f"({100 * spread.mean(0)[hardest]:.1f} % mean over settings). The class "
+            f"on which the settings differ most is {names[widest]}: "
+            f"{100 * spread[:, widest].min():.1f} % ({low.label}) to "
+            f"{100 * spread[:, widest].max():.1f} % ({high.label}).")
+
+
+# Learning-rate sweeps ---------------------------------------------------------------
+
+
+def sgd_lr(study: Study, conds: list[Condition]) -> list[str]:
+    return _lr_sweep(conds, extremes=False)
+
+
+def adaptive_lr(study: Study, conds: list[Condition]) -> list[str]:
+    return _lr_sweep(conds, extremes=True)
+
+
+def _lr_sweep(conds: list[Condition], extremes: bool) -> list[str]:
+    ranges = lr_ranges(conds)
+    if not ranges:
+        return ["No learning-rate setting ended, so sensitivity cannot be measured."]
+    out = []
+    for r in ranges:
+        single = min(c.n for c in r.accepted) < 2
+        out.append(
+            f"**{r.series}.** Best lr {fmt_x(r.best.x)} "
+            f"({fmt_acc(r.best.stats['final'])}); acceptable range {r.text()} "
+            f"({fmt_decades(r)} decades); diverged at "
+            + (", ".join(fmt_x(x) for x in r.diverged_lrs) or "no lr of the grid")
+            + "." + (" Some settings have a single seed, so the range edges are "
+                     "uncertain." if single else ""))
+    if len(ranges) > 1:
+        widths = sorted(ranges, key=lambda r: r.decades, reverse=True)
+        if widths[0].decades == widths[-1].decades:
+            out.append("**Sensitivity.** All optimizers have acceptable ranges of "
+                       "the same width on this grid; the grid cannot rank them.")
+        else:
+            out.append("**Sensitivity.** From least to most sensitive (widest "
+                       "acceptable range first): " + ", ".join(
+                           f"{r.series} ({fmt_decades(r)} decades)" for r in widths)
+                       + ". The widths are measured on the lr grid, so a difference "
+                       "of less than one grid step is not meaningful.")
+    if extremes:
+        out += _extremes(conds)
+        safest = max(ranges, key=lambda r: (r.decades, r.best.stats["final"].mean))
+        middle = math.sqrt(safest.low * safest.high)
+        out.append(f"**Recommendation.** On this data {safest.series} is the most "
+                   f"forgiving: any lr in {safest.text()} stays within "
+                   f"{100 * ACCEPT_MARGIN:.0f} points of its best; start near "
+                   f"{middle:.2g} (the geometric middle of that range) and tune "
+                   f"within it.")
+    return out
+
+
+def _extremes(conds: list[Condition]) -> list[str]:
+    out = []
+    series = dict.fromkeys(c.series for c in conds)
+    for s in series:
+        group = sorted([c for c in conds if c.series == s and _finite(c.x)],
+                       key=lambda c: float(c.x))
+        if len(group) < 2:
+            continue
+        low, high = group[0], group[-1]
+        out.append(
+            f"**{s} at the extremes.** Lowest lr {fmt_x(low.x)}: "
+            f"{fmt_acc(low.stats['final'])}, steps to target "
+            f"{fmt_target(low.stats['steps'])}, final training loss "
+            f"{fmt_num(low.stats['final_loss'])}. Highest lr {fmt_x(high.x)}: "
+            f"{fmt_acc(high.stats['final'])}, {high.diverged} of {high.n} diverged, "
+            f"loss fluctuation {fmt_num(high.stats['stability'], 3)}.")
+    return out
+
+
+# Adaptive comparison -----------------------------------------------------------------
+
+
+def adaptive(study: Study, conds: list[Condition]) -> list[str]:
+    out = ["**Convergence speed.** " + speed_claim(conds),
+           "**Final accuracy.** " + best_claim(conds, "final",
+                                               "final validation accuracy"),
+           "**Stability.** " + best_claim(conds, "stability", "loss fluctuation",
+                                          higher=False, fmt=lambda s: fmt_num(s, 3))]
+    chosen = study.fields.get("lr_choice") or study.fields.get("lr_note")
+    out.append("**Learning rates used.** " + ", ".join(
+        f"{c.series}: {fmt_x(c.runs[0].config.get('hparams', {}).get('lr', '?'))}"
+        for c in conds if c.runs) + "." + (f" Chosen as: {chosen}." if chosen else ""))
+    out.append("**Effective learning rate.** " + _elr_text(conds))
+    out.append("**Gradient and update magnitudes.** " + _instrument_text(conds))
+    out.append("**Per-class accuracy.** " + per_class_text(conds, study.classes))
+    out += _pros_cons(conds)
+    return out
+
+
+def _elr_text(conds: list[Condition]) -> str:
+    parts = []
+    for c in conds:
+        first, last = c.stats["elr_median_first"], c.stats["elr_median_last"]
+        if first.mean is None or last.mean is None:
+            continue
+        p5, p95 = c.stats["elr_p5_last"], c.stats["elr_p95_last"]
+        spread = (f"; 5-95 band at the end {fmt_num(p5)} to {fmt_num(p95)}"
+                  if p5.mean and p95.mean else "")
+        parts.append(f"{c.label}: median {fmt_num(first)} at the first logged step, "
+                     f"{fmt_num(last)} at the last (x{last.mean / first.mean:.2g})"
+                     + spread)
+    if not parts:
+        return ("The event files hold no `effective_lr/median` scalars, so the "
+                "effective learning rate cannot be discussed.")
+    return "; ".join(parts) + "."
+
+
+def _pros_cons(conds: list[Condition]) -> list[str]:
+    out = []
+    for c in conds:
+        name = c.series.lower()
+        first, last = c.stats["elr_median_first"], c.stats["elr_median_last"]
+        decay = (f"its median effective lr changed by x{last.mean / first.mean:.2g} "
+                 f"over training" if first.mean and last.mean else
+                 "its effective lr was not logged")
+        facts = (f"final accuracy {fmt_acc(c.stats['final'])}, steps to target "
+                 f"{fmt_target(c.stats['steps'])}, loss fluctuation "
+                 f"{fmt_num(c.stats['stability'], 3)}, {decay}")
+        if "adagrad" in name:
+            why = ("Adagrad divides by the root of the sum of all past squared "
+                   "gradients, so its step can only shrink: no tuning of a decay, "
+                   "but progress slows late in training")
+        elif "rmsprop" in name:
+            why = ("RMSProp forgets old gradients (moving average), so the step does "
+                   "not vanish; without momentum or bias correction its first steps "
+                   "can be large")
+        elif "adam" in name:
+            why = ("Adam adds momentum and bias correction to the RMSProp "
+                   "denominator: fast and robust early, at the cost of two state "
+                   "buffers and sometimes a larger generalization gap")
+        else:
+            why = "no prior expectation for this optimizer"
+        out.append(f"**{c.series}: advantages and drawbacks.** Measured: {facts}. "
+                   f"Mechanism: {why}. Generalization gap "
+                   f"{fmt_pts(c.stats['gap'])}.")
+    return out
+
+
+# Adam hyperparameters -----------------------------------------------------------------
+
+
+def adam_hparams(study: Study, conds: list[Condition]) -> list[str]:
+    parts = by_part(conds)
+    out = []
+    for part, group in parts.items():
+        name = group[0].x_name or part
+        if group[0].y_name:
+            best = max((c for c in group if c.stats["final"].mean is not None),
+                       key=lambda c: c.stats["final"].mean, default=None)
+            worst = min((c for c in group if c.stats["final"].mean is not None),
+                        key=lambda c: c.stats["final"].mean, default=None)
+            if best is not None:
+                spread = 100 * (best.stats["final"].mean - worst.stats["final"].mean)
+                out.append(f"**Trade-offs ({name} x {group[0].y_name} grid).** "
+                           + best_claim(group, "final", "final validation accuracy")
+                           + f" Worst cell: {worst.label}, "
+                           f"{fmt_acc(worst.stats['final'])}; spread {spread:.1f} "
+                           "points across the grid.")
+            continue
+        text = (f"**{name}.** " + speed_claim(group) + " "
+                + best_claim(group, "final", "final validation accuracy") + " "
+                + best_claim(group, "stability", "loss fluctuation", higher=False,
+                             fmt=lambda s: fmt_num(s, 3)))
+        if name in ("beta2", "eps"):
+            text += " Effective learning rate: " + _elr_text(group)
+        if name == "eps":
+            text += (" A large eps dominates sqrt(v_hat), so Adam's step tends to "
+                     "lr/eps x momentum (SGD-like); a tiny eps leaves the full "
+                     "per-weight adaptation.")
+        out.append(text)
+    if not out:
+        out.append("No Adam hyperparameter run ended.")
+    return out
+
+
+def generic(study: Study, conds: list[Condition]) -> list[str]:
+    return ["**Convergence.** " + speed_claim(conds),
+            "**Final accuracy.** " + best_claim(conds, "final",
+                                                "final validation accuracy")]
+
+
+FINDINGS: dict[str, Callable[[Study, list[Condition]], list[str]]] = {
+    "batch-size": batch_size,
+    "momentum": momentum,
+    "sgd-lr": sgd_lr,
+    "adaptive": adaptive,
+    "adaptive-lr": adaptive_lr,
+    "adam-hparams": adam_hparams,
+}
+
+
+def findings(study: Study, conds: list[Condition]) -> list[str]:
+    if not conds or not any(c.n for c in conds):
+        return ["No run of this study ended, so there is nothing to report yet."]
+    return FINDINGS.get(study.name, generic)(study, [c for c in conds if c.n])
+

@@ -1,0 +1,309 @@
+"""Read what the sweeps wrote: ``study.json``, ``index.json``, ``summary.json`` and
+the TensorBoard event files (layout and keys in ``docs/architecture.md``).
+
+Nothing here trusts the files: a missing or unreadable file becomes a line in
+``Study.problems`` that the report prints, never a traceback. Only an empty or
+wrong log directory is an error (:class:`ReportError`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# The six studies of the assignment, in the order the report presents them.
+KNOWN_STUDIES: tuple[str, ...] = (
+    "batch-size",
+    "momentum",
+    "sgd-lr",
+    "adaptive",
+    "adaptive-lr",
+    "adam-hparams",
+)
+
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "cnn": ("airplane", "automobile", "bird", "cat", "deer",
+            "dog", "frog", "horse", "ship", "truck"),
+    "mlp": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+}
+
+
+class ReportError(ValueError):
+    """The report cannot be written at all (for example an empty log directory)."""
+
+
+@dataclass
+class Run:
+    """One run's summary, with the fields the report uses pulled out."""
+
+    run_id: str
+    study: str
+    part: str
+    series: str
+    x_name: str | None
+    x: Any
+    y_name: str | None
+    y: Any
+    seed: int
+    status: str
+    error: str | None
+    result: dict[str, Any]
+    config: dict[str, Any]
+    steps_to_target: float | None
+    epochs_to_target: float | None
+    seconds_to_target: float | None
+    event_dir: Path | None
+    scalars: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def value(self, key: str) -> float | None:
+        """A finite float from ``result`` or ``None``."""
+        return _finite(self.result.get(key))
+
+
+@dataclass
+class Study:
+    """One study folder: its definition, its runs and what is missing."""
+
+    name: str
+    folder: Path | None
+    title: str
+    questions: list[str]
+    model: str | None
+    preset: str | None
+    target_accuracy: float | None
+    classes: list[str]
+    fields: dict[str, Any]
+    runs: list[Run]
+    planned: list[str]
+    missing: list[str]  # planned ids without a summary
+    unfinished: list[str]  # run folders without summary.json
+    problems: list[str]  # unreadable files and bad fields
+
+
+def load_logdir(logdir: str | Path, studies: list[str] | None = None) -> list[Study]:
+    """Every study under ``logdir`` (or those named), in the assignment's order.
+
+    A requested study with no folder comes back as an empty :class:`Study` with a
+    problem line, so the report says it is missing. An absent log directory, or
+    one that holds no study at all, raises :class:`ReportError` naming it.
+    """
+    root = Path(logdir)
+    if not root.exists():
+        raise ReportError(
+            f"log directory '{root}' does not exist; pass --logdir with the folder "
+            "that `optimlab run` wrote (default: lightning_logs)"
+        )
+    if not root.is_dir():
+        raise ReportError(f"log directory '{root}' is not a directory")
+    found = {
+        child.name: child
+        for child in sorted(root.iterdir())
+        if child.is_dir() and _looks_like_study(child)
+    }
+    if not found:
+        raise ReportError(
+            f"log directory '{root}' holds no study: expected "
+            f"'{root}/<study>/index.json', 'study.json' or '<run>/summary.json' "
+            f"(studies: {', '.join(KNOWN_STUDIES)}); run `optimlab run all` first"
+        )
+    names = list(studies) if studies else _ordered(found)
+    loaded = []
+    for name in names:
+        if name in found:
+            loaded.append(_load_study(name, found[name], root))
+        else:
+            loaded.append(_absent_study(name, root))
+    return loaded
+
+
+def read_scalars(run: Run, tags: frozenset[str]) -> None:
+    """Fill ``run.scalars`` with the scalars of ``tags`` (steps, values).
+
+    Event files are read with TensorBoard's own loader; a damaged file is logged
+    and whatever was read before the damage is kept.
+    """
+    if run.event_dir is None or not run.event_dir.is_dir():
+        return
+    from tensorboard.backend.event_processing.event_file_loader import (
+        LegacyEventFileLoader,
+    )
+
+    points: dict[str, dict[int, float]] = {}
+    for path in sorted(run.event_dir.rglob("events.out.tfevents.*")):
+        try:
+            for event in LegacyEventFileLoader(str(path)).Load():
+                if not event.HasField("summary"):
+                    continue
+                for value in event.summary.value:
+                    if value.tag not in tags:
+                        continue
+                    if value.HasField("simple_value"):
+                        number = float(value.simple_value)
+                    elif value.HasField("tensor") and value.tensor.float_val:
+                        number = float(value.tensor.float_val[0])
+                    else:
+                        continue
+                    points.setdefault(value.tag, {})[int(event.step)] = number
+        except Exception as error:  # a truncated file from a killed run
+            log.warning("could not read all of %s: %s", path, error)
+    for tag, by_step in points.items():
+        steps = np.fromiter(sorted(by_step), dtype=float)
+        values = np.array([by_step[int(s)] for s in steps], dtype=float)
+        run.scalars[tag] = (steps, values)
+
+
+def _looks_like_study(folder: Path) -> bool:
+    if (folder / "index.json").is_file() or (folder / "study.json").is_file():
+        return True
+    return any(folder.glob("*/summary.json"))
+
+
+def _ordered(found: dict[str, Path]) -> list[str]:
+    known = [name for name in KNOWN_STUDIES if name in found]
+    return known + sorted(name for name in found if name not in KNOWN_STUDIES)
+
+
+def _absent_study(name: str, root: Path) -> Study:
+    return Study(
+        name=name, folder=None, title=name, questions=[], model=None, preset=None,
+        target_accuracy=None, classes=[], fields={}, runs=[], planned=[], missing=[],
+        unfinished=[],
+        problems=[f"no folder '{root / name}': the study was not run"],
+    )
+
+
+def _read_json(path: Path, problems: list[str]) -> Any:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        problems.append(f"unreadable {path}: {error}")
+        return None
+
+
+def _load_study(name: str, folder: Path, root: Path) -> Study:
+    problems: list[str] = []
+    meta = _read_json(folder / "study.json", problems) or {}
+    if not isinstance(meta, dict):
+        problems.append(f"{folder / 'study.json'} is not a JSON object; ignored")
+        meta = {}
+    index = _read_json(folder / "index.json", problems) or {}
+    summaries: dict[str, dict[str, Any]] = {}
+    for summary in index.get("runs", []) if isinstance(index, dict) else []:
+        if isinstance(summary, dict) and summary.get("run_id"):
+            summaries[str(summary["run_id"])] = summary
+    unfinished = []
+    for run_folder in sorted(p for p in folder.iterdir() if p.is_dir()):
+        summary = _read_json(run_folder / "summary.json", problems)
+        if isinstance(summary, dict) and summary.get("run_id"):
+            summaries.setdefault(str(summary["run_id"]), summary)
+        elif summary is None and run_folder.name not in summaries:
+            unfinished.append(run_folder.name)
+    runs = []
+    for run_id, summary in summaries.items():
+        try:
+            runs.append(_parse_run(summary, folder, root))
+        except (KeyError, TypeError, ValueError) as error:
+            problems.append(f"run {run_id}: bad summary ({error}); left out")
+    planned = [str(r) for r in meta.get("planned_runs", meta.get("planned", []))]
+    missing = [run_id for run_id in planned if run_id not in summaries]
+    unfinished = [u for u in unfinished if u not in summaries]
+    model = meta.get("model") or _first(runs, lambda r: r.config.get("model"))
+    target = _finite(meta.get("target_accuracy"))
+    if target is None:
+        target = _first(runs, lambda r: _finite(r.result.get("target_accuracy")))
+    classes = meta.get("classes") or list(CLASS_NAMES.get(str(model), ()))
+    return Study(
+        name=name,
+        folder=folder,
+        title=str(meta.get("title") or name),
+        questions=[str(q) for q in meta.get("questions", [])],
+        model=model,
+        preset=meta.get("preset") or (index.get("preset") if index else None),
+        target_accuracy=target,
+        classes=[str(c) for c in classes],
+        fields=meta.get("fields") or {},
+        runs=runs,
+        planned=planned,
+        missing=missing,
+        unfinished=unfinished,
+        problems=problems,
+    )
+
+
+def _parse_run(summary: dict[str, Any], folder: Path, root: Path) -> Run:
+    result = summary.get("result") or {}
+    if not isinstance(result, dict):
+        raise ValueError("'result' is not an object")
+    status = str(summary.get("status", "failed"))
+    if status not in ("done", "diverged", "failed"):
+        raise ValueError(f"status '{status}' is not done, diverged or failed")
+    run_id = str(summary["run_id"])
+    return Run(
+        run_id=run_id,
+        study=str(summary.get("study", folder.name)),
+        part=str(summary.get("part") or "main"),
+        series=str(summary.get("series") or summary.get("config", {}).get(
+            "optimizer", "run")),
+        x_name=summary.get("x_name"),
+        x=summary.get("x"),
+        y_name=summary.get("y_name"),
+        y=summary.get("y"),
+        seed=int(summary.get("seed", 0)),
+        status=status,
+        error=summary.get("error"),
+        result=result,
+        config=summary.get("config") or {},
+        steps_to_target=_finite(summary.get("steps_to_target")),
+        epochs_to_target=_finite(summary.get("epochs_to_target")),
+        seconds_to_target=_finite(summary.get("seconds_to_target")),
+        event_dir=_event_dir(summary.get("log_dir"), run_id, folder, root),
+    )
+
+
+def _event_dir(log_dir: Any, run_id: str, folder: Path, root: Path) -> Path | None:
+    candidates = []
+    if log_dir:
+        path = Path(str(log_dir))
+        candidates += [path] if path.is_absolute() else [root / path, folder / path,
+                                                         root.parent / path]
+    candidates.append(folder / run_id)
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def _sort_key(value: Any) -> tuple:
+    """Numbers first in numeric order, then strings such as ``"full"``."""
+    number = _finite(value)
+    return (0, number, "") if number is not None else (1, 0.0, str(value))
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _first(runs: list[Run], get) -> Any:
+    for run in runs:
+        value = get(run)
+        if value is not None:
+            return value
+    return None

@@ -1,0 +1,293 @@
+"""The report (`optimlab report`) built from a synthetic log directory.
+
+The log directory is written by ``experiments.report.synthetic``: every study of
+the assignment with three seeds, real summary/index/study JSON files and real
+TensorBoard event files, plus one diverged lr, one failed run, one missing run and
+one unfinished run folder. The report is built once per session and each test
+checks one promise of the issue against it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments.report import build_report, main, parse_formats
+from experiments.report.runs import KNOWN_STUDIES, ReportError
+from experiments.report.synthetic import make_logdir
+
+SEEDS = 3
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    logdir = make_logdir(root / "logs", scale="small", seeds=SEEDS)
+    written = build_report(logdir, root / "out")
+    return logdir, written, written.markdown.read_text(encoding="utf-8")
+
+
+def _section(markdown: str, study: str) -> str:
+    """The markdown of one study, from its heading to the next level-2 heading."""
+    match = re.search(rf"^## .*\({re.escape(study)}\)$", markdown, re.M)
+    assert match, f"no section for {study}"
+    rest = markdown[match.end():]
+    end = re.search(r"^## ", rest, re.M)
+    return rest[: end.start()] if end else rest
+
+
+def _between(text: str, start: str, stop: str) -> str:
+    return text.split(start, 1)[1].split(stop, 1)[0]
+
+
+@pytest.mark.parametrize("study", KNOWN_STUDIES)
+def test_every_study_has_findings_tables_and_figures(built, study):
+    _, _, markdown = built
+    section = _section(markdown, study)
+    for heading in (f"### Findings: {study}", f"### Tables: {study}",
+                    f"### Figures: {study}"):
+        assert heading in section
+    findings = _between(section, "### Findings", "### Tables")
+    assert findings.count("\n- ") >= 2, findings
+    assert "results per setting" in section
+    assert "![" in section
+
+
+EXPECTED_FIGURES = {
+    "batch-size": ["fixed-lr-curves", "scaled-lr-curves", "efficiency", "per-class"],
+    "momentum": ["main-curves", "main-grad-update", "main-grad-cosine", "per-class"],
+    "sgd-lr": ["main-curves", "main-sensitivity"],
+    "adaptive": ["main-curves", "main-effective-lr", "main-grad-update", "per-class"],
+    "adaptive-lr": ["main-curves", "main-sensitivity", "main-effective-lr"],
+    "adam-hparams": ["beta1-sensitivity", "beta2-effective-lr", "eps-sensitivity",
+                     "grid-heatmap"],
+}
+
+
+@pytest.mark.parametrize("study", KNOWN_STUDIES)
+def test_expected_figures_are_drawn_and_linked(built, study):
+    _, written, markdown = built
+    section = _section(markdown, study)
+    for kind in EXPECTED_FIGURES[study]:
+        png = written.markdown.parent / "figures" / f"{study}-{kind}.png"
+        assert png.is_file() and png.stat().st_size > 5000, png
+        assert f"(figures/{study}-{kind}.png)" in section
+
+
+def test_every_linked_figure_exists_and_legends_state_n(built):
+    _, written, markdown = built
+    links = re.findall(r"!\[[^\]]*\]\((figures/[^)]+)\)", markdown)
+    assert len(links) == len(written.figures) >= 30
+    for link in links:
+        assert (written.markdown.parent / link).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_definitions_are_stated_once(built):
+    _, _, markdown = built
+    for name in ("Stability", "Acceptable range", "Generalization gap",
+                 "To target", "Ranking", "Critical batch size"):
+        assert markdown.count(f"**{name}**:") == 1, name
+
+
+_NUM = r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
+NUMBER = re.compile(
+    rf"> {_NUM} \(censored \d+/\d+\)"  # censored cost to target
+    rf"|{_NUM} ± {_NUM}(?: %(?: \(n=\d+\))?| pts)?"  # mean ± std
+    rf"|{_NUM} % \(n=\d+\)"  # a single-seed accuracy
+)
+
+
+@pytest.mark.parametrize("study", KNOWN_STUDIES)
+def test_numbers_in_findings_equal_numbers_in_tables(built, study):
+    _, _, markdown = built
+    section = _section(markdown, study)
+    findings = _between(section, "### Findings", "### Tables")
+    tables = _between(section, "### Tables", "### Figures")
+    quoted = NUMBER.findall(findings)
+    assert len(quoted) >= 3, findings
+    cells = {cell.strip() for line in tables.splitlines() if line.startswith("|")
+             for cell in line.split("|")}
+    for number in quoted:
+        assert any(number in cell for cell in cells), (number, study)
+
+
+def _table_row(section: str, setting: str) -> list[str]:
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) > 3 and cells[2] == setting:
+            return cells[1:-1]
+    raise AssertionError(f"no row {setting}")
+
+
+def test_table_values_equal_the_summaries(built):
+    logdir, _, markdown = built
+    section = _section(markdown, "adaptive")
+    index = json.loads((logdir / "adaptive" / "index.json").read_text())
+    runs = [r for r in index["runs"] if r["series"] == "adam"]
+    finals = [r["result"]["final_val_acc"] for r in runs]
+    row = _table_row(section, "adam")
+    assert row[2] == str(SEEDS)
+    expected = f"{100 * np.mean(finals):.1f} ± {100 * np.std(finals, ddof=1):.1f} %"
+    assert row[3] == f"{expected} (n={SEEDS})"
+    steps = [r["steps_to_target"] for r in runs]
+    assert row[6].startswith(f"{np.mean(steps):.0f}")
+
+
+def test_failed_missing_diverged_and_censored_runs_are_reported(built):
+    logdir, _, markdown = built
+    missing = _between(markdown, "## Missing and failed runs", "\n## ") \
+        if "\n## " in markdown.split("## Missing and failed runs")[1] else \
+        markdown.split("## Missing and failed runs")[1]
+    assert "failed: RuntimeError: synthetic failure" in missing
+    assert "planned runs have no summary" in missing
+    assert "unfinished-run" in missing
+    adaptive = _section(markdown, "adaptive")
+    assert "(n=2)" in _table_row(adaptive, "adagrad")[3]  # the failed seed is out
+    assert "(1 failed)" in _table_row(adaptive, "adagrad")[-1]
+    sgd = _section(markdown, "sgd-lr")
+    assert _table_row(sgd, "momentum lr=1")[-1] == f"{SEEDS}/{SEEDS}"
+    assert "diverged at 1" in sgd
+    momentum = _section(markdown, "momentum")
+    assert "(censored 3/3)" in _table_row(momentum, "momentum momentum=0.99")[6]
+
+
+def test_findings_refuse_to_rank_overlapping_or_single_seed(tmp_path):
+    logdir = make_logdir(tmp_path / "logs", seeds=1, plant_problems=False)
+    written = build_report(logdir, tmp_path / "out", studies=["adaptive"])
+    text = written.markdown.read_text()
+    assert "The data cannot separate" in text
+    assert "one of them has a single seed" in text
+    assert "is ahead of" not in text
+
+
+def test_missing_study_and_partial_logdir_render_the_rest(tmp_path):
+    logdir = make_logdir(tmp_path / "logs", seeds=2, plant_problems=False)
+    for study in ("batch-size", "sgd-lr", "adaptive-lr", "adam-hparams"):
+        shutil.rmtree(logdir / study)
+    written = build_report(logdir, tmp_path / "out")
+    text = written.markdown.read_text()
+    assert "Missing studies: batch-size, sgd-lr, adaptive-lr, adam-hparams" in text
+    assert "### Findings: momentum" in text and "### Findings: adaptive" in text
+    written = build_report(logdir, tmp_path / "out2", studies=["adaptive", "nope"])
+    text = written.markdown.read_text()
+    assert "Study `nope`: not found in the log directory." in text
+
+
+@pytest.mark.parametrize("case", ["absent", "empty", "unrelated", "file"])
+def test_bad_logdir_is_a_clear_error_naming_it(tmp_path, capsys, case):
+    logdir = tmp_path / "logs"
+    if case != "absent":
+        logdir.mkdir()
+    if case == "unrelated":
+        (logdir / "notes").mkdir()
+        (logdir / "notes" / "x.txt").write_text("hello")
+    if case == "file":
+        logdir.rmdir()
+        logdir.write_text("not a folder")
+    args = _args(logdir, tmp_path / "out")
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert f"'{logdir}'" in error and "Traceback" not in error
+
+
+def test_format_option_writes_svg_and_pdf_and_refuses_others(tmp_path, capsys):
+    assert parse_formats("svg, pdf") == ("png", "svg", "pdf")
+    with pytest.raises(ReportError, match="'gif' is not one of png, svg, pdf"):
+        parse_formats("png,gif")
+    logdir = make_logdir(tmp_path / "logs", seeds=2, plant_problems=False)
+    for study in KNOWN_STUDIES:
+        if study != "adaptive":
+            shutil.rmtree(logdir / study)
+    args = _args(logdir, tmp_path / "out", fmt="svg,pdf")
+    assert main(args) == 0
+    figures = tmp_path / "out" / "figures"
+    for suffix in ("png", "svg", "pdf"):
+        assert list(figures.glob(f"adaptive-main-curves.{suffix}"))
+    assert main(_args(logdir, tmp_path / "out", fmt="gif")) == 2
+    assert "'gif'" in capsys.readouterr().err
+
+
+def _args(logdir: Path, out: Path, fmt: str = "png"):
+    import argparse
+
+    return argparse.Namespace(logdir=str(logdir), out=str(out), studies=None,
+                              format=fmt)
+
+
+def test_html_is_self_contained(built):
+    _, written, _ = built
+    page = written.html.read_text(encoding="utf-8")
+    assert "<script" not in page and "<link" not in page and "@import" not in page
+    assert not re.search(r"(src|href)=\"(https?:|//|file:)", page)
+    images = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == len(written.figures)
+    for data in images:
+        assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# Real browser -------------------------------------------------------------------
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars", "--virtual-time-budget=10000"]
+
+# Appended to a copy of the report: once the page has loaded, the title says how
+# many images decoded, and the page shrinks every figure into one grid so that a
+# single screenshot shows all of them.
+PROBE = """<script>
+window.addEventListener('load', function () {
+  var images = Array.prototype.slice.call(document.images);
+  var ok = images.filter(function (i) { return i.complete && i.naturalWidth > 0; });
+  document.title = 'loaded ' + ok.length + ' of ' + images.length;
+  var grid = document.createElement('div');
+  images.forEach(function (i) { i.style.width = '180px'; grid.appendChild(i); });
+  document.body.innerHTML = '';
+  document.body.style.margin = '0';
+  document.body.style.maxWidth = 'none';
+  document.body.appendChild(grid);
+});
+</script>"""
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        message = "chromium is not installed (make browser installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def test_report_opens_in_headless_chromium_with_every_figure(built, tmp_path):
+    chromium = _chromium()
+    _, written, _ = built
+    probe = tmp_path / "probe.html"
+    probe.write_text(written.html.read_text(encoding="utf-8").replace(
+        "</body>", PROBE + "</body>"), encoding="utf-8")
+    base = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    env = {**os.environ, "HOME": str(tmp_path)}
+    dom = subprocess.run([*base, "--dump-dom", probe.as_uri()], capture_output=True,
+                         text=True, timeout=90, env=env)
+    count = len(written.figures)
+    assert f"<title>loaded {count} of {count}</title>" in dom.stdout, dom.stderr[-2000:]
+
+    shot = tmp_path / "shot.png"
+    subprocess.run([*base, f"--screenshot={shot}", "--window-size=1400,1600",
+                    probe.as_uri()], capture_output=True, timeout=90, env=env)
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)[..., :3]
+    # figures are drawn in colour; an empty or broken page is white or grey
+    colour = (pixels.max(-1) - pixels.min(-1)) > 0.25
+    rows_with_colour = colour.any(1).sum()
+    assert colour.mean() > 0.01 and rows_with_colour > 200, colour.mean()
