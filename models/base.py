@@ -139,17 +139,18 @@ class ImageClassifier(pl.LightningModule):
         )
         if self.schedule != "constant" or self.warmup_steps > 0:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-                optimizer,
-                lambda step: lr_factor(
-                    step,
-                    schedule=self.schedule,
-                    warmup_steps=self.warmup_steps,
-                    total_steps=self.total_steps,
-                ),
+                optimizer, self._lr_factor
             )
         else:
             self.scheduler = None
         return optimizer
+
+    def _lr_factor(self, step: int) -> float:
+        # The run's length is known only once the data is (see on_train_start);
+        # before that, only step 0 is asked for, where every schedule gives 1.
+        total = self.total_steps if self.total_steps is not None else step + 1
+        return lr_factor(step, schedule=self.schedule,
+                         warmup_steps=self.warmup_steps, total_steps=total)
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -160,6 +161,15 @@ class ImageClassifier(pl.LightningModule):
     def on_fit_start(self) -> None:
         self._fit_start = time.perf_counter()
         self._reset_step_state()
+
+    def on_train_start(self) -> None:
+        if self.total_steps is None:
+            trainer = self.trainer
+            per_epoch = 1 if self.full_batch else int(trainer.num_training_batches)
+            total = per_epoch * max(int(trainer.max_epochs or 1), 1)
+            if trainer.max_steps is not None and trainer.max_steps > 0:
+                total = min(total, trainer.max_steps)
+            self.total_steps = total
 
     # -------------------------------------------------------------- training
     def _probes(self) -> list[GradientProbe]:
@@ -194,11 +204,9 @@ class ImageClassifier(pl.LightningModule):
             splits = max((p.wants_micro_batches(step) for p in probes), default=1)
             parts = _split(x, y, splits)
         for x_part, y_part in parts:
-            logits = self(x_part)
-            loss_sum = F.cross_entropy(logits.float(), y_part, reduction="sum")
+            loss_sum, correct = self.batch_loss(x_part, y_part)
             self.manual_backward(loss_sum / divisor)
             self._step_loss_sum = self._step_loss_sum + loss_sum.detach()
-            correct = (logits.detach().argmax(dim=1) == y_part).sum()
             self._step_correct = self._step_correct + correct
             self._step_count += y_part.shape[0]
             for probe in probes:
@@ -209,6 +217,19 @@ class ImageClassifier(pl.LightningModule):
             return None
         self._optimizer_step(probes, divisor)
         return None
+
+    def batch_loss(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sum over the batch of the per-sample losses, and the correct predictions.
+
+        A sum, not a mean: the training step divides by the samples of the whole
+        step, which is what makes chunked accumulation exact.
+        """
+        logits = _at_least_float32(self(x))
+        loss_sum = F.cross_entropy(logits, y, reduction="sum")
+        correct = (logits.detach().argmax(dim=1) == y).sum()
+        return loss_sum, correct
 
     def _optimizer_step(self, probes: list[GradientProbe], divisor: float) -> None:
         optimizer = self.optimizers()
@@ -296,7 +317,7 @@ class ImageClassifier(pl.LightningModule):
 
     def _eval_step(self, batch, confusion: MulticlassConfusionMatrix, split: str):
         x, y = batch
-        logits = self(x).float()
+        logits = _at_least_float32(self(x))
         loss_sum = F.cross_entropy(logits, y, reduction="sum")
         self._eval_loss_sum = self._eval_loss_sum + loss_sum
         confusion.update(logits.argmax(dim=1), y)
@@ -351,6 +372,13 @@ def _split(x: torch.Tensor, y: torch.Tensor, parts: int):
     if parts <= 1 or y.shape[0] < parts:
         return [(x, y)]
     return list(zip(x.chunk(parts), y.chunk(parts), strict=True))
+
+
+def _at_least_float32(logits: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits are upcast for the loss; float64 stays float64."""
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        return logits.float()
+    return logits
 
 
 def _as_float(value: torch.Tensor | float) -> float:
