@@ -68,12 +68,20 @@ def download_file(url: str, destination: Path, md5: str, timeout: float = 60.0) 
     )
     try:
         digest = hashlib.md5(usedforsecurity=False)
+        received = 0
         with part, urllib.request.urlopen(url, timeout=timeout) as response:
+            announced = response.headers.get("Content-Length")
             while chunk := response.read(CHUNK_BYTES):
                 digest.update(chunk)
                 part.write(chunk)
+                received += len(chunk)
             part.flush()
             os.fsync(part.fileno())
+        if announced is not None and received != int(announced):
+            raise DownloadError(
+                f"could not download {url}: the connection ended after {received} "
+                f"of {announced} bytes; nothing was kept, try again"
+            )
         if digest.hexdigest() != md5:
             raise DataFormatError(
                 destination,
@@ -81,6 +89,9 @@ def download_file(url: str, destination: Path, md5: str, timeout: float = 60.0) 
                 "the file was not kept",
             )
         os.replace(part.name, destination)
+    except DownloadError:
+        Path(part.name).unlink(missing_ok=True)
+        raise
     except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         Path(part.name).unlink(missing_ok=True)
         raise DownloadError(f"could not download {url}: {error}") from None
