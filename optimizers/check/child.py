@@ -1,0 +1,127 @@
+"""The child process: load a submission and run every scenario with it.
+
+Run as ``python -m optimizers.check.child SPEC.json OUT.json PROGRESS``. The parent
+has already set the resource limits. Everything the submission prints goes to this
+process's stdout/stderr, which the parent captures; the results go to ``OUT.json``
+as plain numbers (never pickles), and ``PROGRESS`` names the phase in hand so the
+parent can say where a submission hung.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+
+def main(argv: list[str]) -> int:
+    spec_path, out_path, progress_path = argv
+    spec = json.loads(Path(spec_path).read_text())
+    progress = Path(progress_path)
+
+    def phase(name: str) -> None:
+        progress.write_text(name)
+
+    phase("importing torch")
+    import torch
+
+    torch.set_num_threads(1)
+    from optimizers.check.reference import class_factory
+    from optimizers.check.scenarios import ConstructionError, Scenario, run_scenario
+
+    phase(f"importing {spec['file']}")
+    result: dict[str, Any] = {"status": "ok", "error": None, "records": {}}
+    try:
+        cls = _load_class(spec["file"], spec["class"], torch.optim.Optimizer)
+    except _LoadError as error:
+        result.update(status="load_error", error=str(error))
+        _write(out_path, result)
+        return 0
+
+    factory = class_factory(cls, tuple(spec.get("optional_keys", ())))
+    for data in spec["scenarios"]:
+        scenario = Scenario.from_dict(data)
+        phase(f"scenario {scenario.name!r}")
+        try:
+            record = {"status": "ok", **run_scenario(factory, scenario)}
+        except ConstructionError as error:
+            record = {"status": "construct_error", "error": str(error)}
+        except MemoryError:
+            result.update(status="memory", error=f"MemoryError in {scenario.name!r}")
+            break
+        except Exception as error:  # noqa: BLE001 - the submission's own failure
+            message = f"{type(error).__name__}: {error}"
+            if "can't allocate memory" in message:
+                result.update(status="memory", error=message[:500])
+                break
+            record = {
+                "status": "error",
+                "error": message[:2000],
+                "traceback": _submission_frames(error, spec["file"]),
+            }
+        result["records"][scenario.name] = record
+    phase("done")
+    _write(out_path, result)
+    return 0
+
+
+class _LoadError(Exception):
+    pass
+
+
+def _load_class(file: str, class_name: str, base: type) -> type:
+    path = Path(file).resolve()
+    if not path.is_file():
+        raise _LoadError(f"{file}: no such file")
+    sys.path.insert(0, str(path.parent))
+    module_name = f"optimlab_submission_{path.stem}"
+    try:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise _LoadError(f"{file}: not a Python file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    except _LoadError:
+        raise
+    except BaseException as error:  # noqa: BLE001 - SystemExit included
+        raise _LoadError(
+            f"{file}: raised {type(error).__name__} on import: {error}\n"
+            + _submission_frames(error, file)
+        ) from None
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        found = sorted(
+            n
+            for n, v in vars(module).items()
+            if isinstance(v, type) and issubclass(v, base) and v is not base
+        )
+        hint = f"; optimizer classes in the file: {', '.join(found)}" if found else ""
+        raise _LoadError(f"{file}: has no class {class_name!r}{hint}")
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise _LoadError(
+            f"{file}:{class_name} is not a subclass of torch.optim.Optimizer"
+        )
+    return cls
+
+
+def _submission_frames(error: BaseException, file: str) -> str:
+    frames = traceback.extract_tb(error.__traceback__)
+    name = Path(file).name
+    mine = [f for f in frames if Path(f.filename).name == name] or frames[-1:]
+    return "".join(traceback.format_list(mine[-3:]))[:2000]
+
+
+def _write(out_path: str, result: dict[str, Any]) -> None:
+    tmp = f"{out_path}.tmp"
+    with open(tmp, "w") as handle:
+        json.dump(result, handle)
+    os.replace(tmp, out_path)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,123 @@
+"""``optimlab check FILE.py:ClassName --as ALGORITHM``: the autograder's command.
+
+Exit status: 0 when every property holds, 1 when one fails, 2 when the submission
+cannot be loaded or run (or the command itself is misused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import logging
+import sys
+from typing import Any
+
+ALGORITHM_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "target",
+        metavar="FILE.py:ClassName",
+        help="the file holding the optimizer and the class to grade",
+    )
+    parser.add_argument(
+        "--as",
+        dest="algorithm",
+        required=True,
+        choices=ALGORITHM_NAMES,
+        help="the algorithm it implements",
+    )
+    parser.add_argument(
+        "--hparams",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="hyperparameters passed to every setting, e.g. lr=0.01 betas=(0.9,0.99)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print a machine-readable result"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="wall-clock limit for the submission (default 60)",
+    )
+    parser.add_argument(
+        "--memory-mb",
+        type=int,
+        default=2048,
+        metavar="MB",
+        help="memory (data segment) limit for the submission (default 2048)",
+    )
+
+
+def parse_target(target: str) -> tuple[str, str]:
+    """``path/to/file.py:ClassName`` -> (path, class name)."""
+    path, sep, name = target.rpartition(":")
+    if not sep or not path or not name.isidentifier():
+        raise ValueError(f"target: {target!r} is not of the form FILE.py:ClassName")
+    return path, name
+
+
+def parse_hparams(items: list[str]) -> dict[str, Any]:
+    """``["lr=0.1", "nesterov=true", "betas=(0.9,0.99)"]`` -> a dict of literals."""
+    hparams: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--hparams: {item!r} is not of the form key=value")
+        lowered = text.strip().lower()
+        if lowered in ("true", "false"):
+            hparams[key] = lowered == "true"
+            continue
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise ValueError(
+                f"--hparams: {key}={text!r} is not a number, bool or tuple"
+            ) from None
+        if isinstance(value, list):
+            value = tuple(value)
+        if not isinstance(value, int | float | bool | tuple):
+            raise ValueError(
+                f"--hparams: {key}={text!r} must be a number, bool or tuple"
+            )
+        hparams[key] = value
+    return hparams
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        path, class_name = parse_target(args.target)
+        hparams = parse_hparams(args.hparams)
+        if args.timeout <= 0:
+            raise ValueError(f"--timeout: must be > 0, got {args.timeout}")
+        if args.memory_mb < 256:
+            raise ValueError(f"--memory-mb: must be >= 256, got {args.memory_mb}")
+        from optimizers.check.api import check
+
+        result = check(
+            path,
+            class_name,
+            args.algorithm,
+            hparams,
+            timeout=args.timeout,
+            memory_mb=args.memory_mb,
+        )
+    except ValueError as error:
+        message = str(error)
+        if args.json:
+            print(json.dumps({"status": "error", "exit_code": 2, "error": message}))
+        else:
+            print(f"optimlab check: error: {message}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(result.format())
+    return result.exit_code

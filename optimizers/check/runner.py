@@ -1,0 +1,190 @@
+"""Run a submission in a child process under a time and a memory limit.
+
+The child gets its limits from ``resource.setrlimit`` before it starts (address
+space cannot be used: torch maps more than any sensible limit, so the data segment,
+which covers the heap and anonymous mappings, is limited instead; CPU time is capped
+as a backstop). The parent enforces the wall-clock limit and kills the child's whole
+process group when it runs over. It reads back only a JSON file of numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optimizers.check.scenarios import Scenario
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+_TAIL = 4000
+
+
+@dataclass
+class ChildOutcome:
+    """What came back from the child.
+
+    ``status``: ``ok``, ``load_error``, ``timeout``, ``memory``, ``crashed`` (died
+    without writing its results) or ``malformed`` (wrote something unreadable).
+    """
+
+    status: str
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    error: str | None = None
+    stdout: str = ""
+    stderr: str = ""
+    seconds: float = 0.0
+    last_phase: str | None = None
+
+
+def run_child(
+    file: str | os.PathLike[str],
+    class_name: str,
+    scenarios: list[Scenario],
+    *,
+    optional_keys: tuple[str, ...] = (),
+    timeout: float = 60.0,
+    memory_mb: int = 2048,
+) -> ChildOutcome:
+    """Load ``class_name`` from ``file`` in a child process and run ``scenarios``."""
+    with tempfile.TemporaryDirectory(prefix="optimlab-check-") as tmp:
+        work = Path(tmp)
+        spec_path, out_path, progress_path = (
+            work / "spec.json",
+            work / "out.json",
+            work / "progress",
+        )
+        spec_path.write_text(
+            json.dumps(
+                {
+                    "file": str(Path(file).resolve()),
+                    "class": class_name,
+                    "optional_keys": list(optional_keys),
+                    "scenarios": [s.to_dict() for s in scenarios],
+                }
+            )
+        )
+        stdout_path, stderr_path = work / "stdout", work / "stderr"
+        command = [
+            sys.executable,
+            "-m",
+            "optimizers.check.child",
+            str(spec_path),
+            str(out_path),
+            str(progress_path),
+        ]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(_REPO_ROOT), env.get("PYTHONPATH", "")) if p
+        )
+        env.setdefault("OMP_NUM_THREADS", "1")
+        start = time.monotonic()
+        with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+            proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                cwd=work,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_limits(timeout, memory_mb),
+            )
+            timed_out = False
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _kill_group(proc)
+        seconds = time.monotonic() - start
+        outcome = ChildOutcome(
+            status="ok",
+            stdout=_tail(stdout_path),
+            stderr=_tail(stderr_path),
+            seconds=seconds,
+            last_phase=_read(progress_path),
+        )
+        if timed_out:
+            outcome.status = "timeout"
+            outcome.error = (
+                f"did not finish within the time limit of {timeout:g} s "
+                f"(it was busy with: {outcome.last_phase or 'starting'})"
+            )
+            return outcome
+        _read_results(out_path, proc.returncode, outcome)
+        return outcome
+
+
+def _limits(timeout: float, memory_mb: int):
+    memory = int(memory_mb) << 20
+    cpu = int(math.ceil(timeout)) + 5
+
+    def apply() -> None:  # runs in the child between fork and exec
+        resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _read_results(out_path: Path, returncode: int, outcome: ChildOutcome) -> None:
+    if not out_path.exists():
+        if "MemoryError" in outcome.stderr or "can't allocate memory" in outcome.stderr:
+            outcome.status = "memory"
+            outcome.error = "ran out of its memory limit"
+        else:
+            outcome.status = "crashed"
+            how = (
+                f"killed by signal {-returncode}"
+                if returncode < 0
+                else f"exited with status {returncode}"
+            )
+            outcome.error = (
+                f"the process {how} before reporting "
+                f"(it was busy with: {outcome.last_phase or 'starting'})"
+            )
+        return
+    try:
+        data = json.loads(out_path.read_text())
+        status = data["status"]
+        records = data["records"]
+        if not isinstance(status, str) or not isinstance(records, dict):
+            raise TypeError("bad types")
+    except (ValueError, KeyError, TypeError) as error:
+        outcome.status = "malformed"
+        outcome.error = f"the child's results could not be read: {error}"
+        return
+    outcome.status = status
+    outcome.error = data.get("error")
+    outcome.records = {str(k): v for k, v in records.items() if isinstance(v, dict)}
+
+
+def _tail(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    return data[-_TAIL:].decode("utf-8", errors="replace")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
