@@ -637,8 +637,7 @@ def run_sweep(
     processes it must be a module-level function.
     """
     logdir = Path(logdir)
-    per_run_bar = placement.workers == 1 and sys.stderr.isatty()
-    plans = [_placed(plan, logdir, placement, per_run_bar) for plan in plans]
+    plans = _placed_all(plans, logdir, placement)
     write_study_files(plans, logdir)
     outcome = SweepOutcome()
     specs = [spec for plan in plans for spec in plan.runs]
@@ -691,6 +690,13 @@ def run_sweep(
         outcome.failed, outcome.skipped, outcome.busy,
     )
     return outcome
+
+
+def _placed_all(
+    plans: Sequence[StudyPlan], logdir: Path, placement: Placement
+) -> list[StudyPlan]:
+    per_run_bar = placement.workers == 1 and sys.stderr.isatty()
+    return [_placed(plan, logdir, placement, per_run_bar) for plan in plans]
 
 
 def _placed(
