@@ -148,9 +148,8 @@ def diagnose(
     """Every catalogue entry of ``algorithm``, nearest first."""
     entries = []
     for mistake in mistakes_for(algorithm):
-        dist = _distance(
-            scenarios, records, mistake_records(mistake.name, algorithm, hparams)
-        )
+        entry_records = mistake_records(mistake.name, algorithm, hparams)
+        dist = _distance(scenarios, records, entry_records, lenient=True)
         entries.append(
             Diagnosis(
                 mistake.name,
@@ -165,8 +164,13 @@ def diagnose(
     return entries
 
 
-def _distance(scenarios: list[Scenario], records: Records, other: Records) -> float:
-    """Largest error over the scenarios both ran (``inf`` when none)."""
+def _distance(
+    scenarios: list[Scenario], records: Records, other: Records, lenient: bool = False
+) -> float:
+    """Largest error over the scenarios both ran (``inf`` when none).
+
+    ``lenient``: see ``compare.error_matrix``'s ``lenient_after_blowup``.
+    """
     worst, compared = 0.0, 0
     for scenario in scenarios:
         mine, theirs = records.get(scenario.name), other.get(scenario.name)
@@ -174,7 +178,7 @@ def _distance(scenarios: list[Scenario], records: Records, other: Records) -> fl
             continue
         if mine.get("status") != "ok" or theirs.get("status") != "ok":
             continue
-        worst = max(worst, distance(mine["positions"], theirs["positions"]))
+        worst = max(worst, distance(mine["positions"], theirs["positions"], lenient))
         compared += 1
     return worst if compared else math.inf
 

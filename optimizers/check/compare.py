@@ -50,9 +50,17 @@ class Mismatch:
 
 
 def error_matrix(
-    positions: Sequence[Sequence[float]], expected: Sequence[Sequence[float]]
+    positions: Sequence[Sequence[float]],
+    expected: Sequence[Sequence[float]],
+    lenient_after_blowup: bool = False,
 ) -> torch.Tensor | None:
-    """Relative error per (step, coordinate); ``None`` when the shapes differ."""
+    """Relative error per (step, coordinate); ``None`` when the shapes differ.
+
+    With ``lenient_after_blowup`` a non-finite value against a number costs
+    nothing once both runs have already produced a non-finite value: two runs that
+    blow up at the same step need not spread their NaNs alike (``0 * nan`` is NaN,
+    skipping a zero weight decay is not).
+    """
     x = _as_tensor(positions)
     r = _as_tensor(expected)
     if x is None or r is None or x.shape != r.shape or r.numel() == 0:
@@ -65,14 +73,21 @@ def error_matrix(
     both_nan = x.isnan() & r.isnan()
     same_inf = torch.isinf(x) & (x == r)
     err = torch.where(both_nan | same_inf, torch.zeros_like(err), err)
+    if lenient_after_blowup:
+        blown = (~torch.isfinite(x)).any(dim=1).cummax(dim=0).values
+        blown &= (~torch.isfinite(r)).any(dim=1).cummax(dim=0).values
+        nonfinite = ~torch.isfinite(x) | ~torch.isfinite(r)
+        err = torch.where(blown[:, None] & nonfinite, torch.zeros_like(err), err)
     return torch.nan_to_num(err, nan=math.inf)
 
 
 def distance(
-    positions: Sequence[Sequence[float]], expected: Sequence[Sequence[float]]
+    positions: Sequence[Sequence[float]],
+    expected: Sequence[Sequence[float]],
+    lenient_after_blowup: bool = False,
 ) -> float:
     """Largest relative error over the whole run (``inf`` if incomparable)."""
-    err = error_matrix(positions, expected)
+    err = error_matrix(positions, expected, lenient_after_blowup)
     if err is None:
         return math.inf
     return float(err.max())

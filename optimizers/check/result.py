@@ -94,23 +94,26 @@ class CheckResult:
                 lines += [f"  | {line}" for line in text.strip().splitlines()[-15:]]
         return "\n".join(lines)
 
-
     def _format_diagnosis(self) -> list[str]:
         near = [d for d in self.diagnosis if math.isfinite(d.distance)]
         if self.matched:
-            lines = ["Diagnosis: the submission behaves exactly like these known "
-                     "mistakes:"]
+            lines = [
+                "Diagnosis: the submission behaves exactly like these known mistakes:"
+            ]
             shown = self.matched
         elif near:
             lines = ["Diagnosis: no known mistake matches exactly; the closest are:"]
             shown = near[:3]
         else:
-            return ["Diagnosis: no known mistake comes close (the submission's "
-                    "runs are not comparable with any of them, e.g. NaN where "
-                    "they have numbers)."]
+            return [
+                "Diagnosis: no known mistake comes close (the submission's "
+                "runs are not comparable with any of them, e.g. NaN where "
+                "they have numbers)."
+            ]
         for entry in shown:
-            lines.append(f"  * {entry.name}: {entry.title} "
-                         f"(distance {entry.distance:.3g})")
+            lines.append(
+                f"  * {entry.name}: {entry.title} (distance {entry.distance:.3g})"
+            )
             lines.append(f"    breaks: {entry.equation}")
             lines += [f"    {line}" for line in textwrap.wrap(entry.explanation, 84)]
         if self.matched:

@@ -306,7 +306,7 @@ _ENTRIES = (
         "adam_shared_state",
         "adam",
         "one state shared by several parameters",
-        "m_t, v_t are kept per parameter (per element)",
+        "m_t(theta) = beta1 m_{t-1}(theta) + (1 - beta1) g_t(theta) for each theta",
         "The moments live in one state entry shared by all parameters of the "
         "same shape (keyed by shape, or by position instead of by parameter), so "
         "their gradients are mixed into one m and one v and every such parameter "

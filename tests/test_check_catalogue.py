@@ -1,0 +1,233 @@
+"""The grader's catalogue and in-process grading (no child processes here).
+
+One table, ``SUBMISSIONS``, drives the tests: each student-style file in
+``tests/check_submissions`` with its class, the algorithm it claims and the
+catalogue entry it must be identified as (``None``: it is correct).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from optimizers.check import CATALOGUE, check_class
+from optimizers.check.algorithms import ALGORITHMS, build_scenarios
+from optimizers.check.api import _distance, mistake_records, reference_records
+from optimizers.check.compare import RTOL
+from optimizers.check.mistakes import TEXTBOOK, mistakes_for
+
+SUBMISSIONS_DIR = Path(__file__).parent / "check_submissions"
+
+# file stem -> (class name, --as, expected catalogue entry or None when correct)
+SUBMISSIONS: dict[str, tuple[str, str, str | None]] = {
+    "correct_sgd": ("StudentSGD", "sgd", None),
+    "correct_adagrad": ("StudentAdagrad", "adagrad", None),
+    "correct_rmsprop": ("StudentRMSprop", "rmsprop", None),
+    "correct_adam": ("StudentAdam", "adam", None),
+    "sgd_weight_decay_after_update": ("DecaySGD", "sgd", "="),
+    "sgd_weight_decay_without_lr": ("DecaySGD", "sgd", "="),
+    "momentum_ema_buffer": ("MomentumSGD", "momentum", "="),
+    "momentum_first_step_dampened": ("MomentumSGD", "momentum", "="),
+    "momentum_sutskever_form": ("MomentumSGD", "momentum", "="),
+    "momentum_lr_twice": ("MomentumSGD", "momentum", "="),
+    "momentum_weight_decay_on_update": ("MomentumSGD", "momentum", "="),
+    "nesterov_as_plain_momentum": ("NesterovSGD", "nesterov", "="),
+    "nesterov_dampened": ("NesterovSGD", "nesterov", "="),
+    "nesterov_lookahead_without_mu": ("NesterovSGD", "nesterov", "="),
+    "adagrad_accumulates_gradients": ("MyAdagrad", "adagrad", "="),
+    "adagrad_eps_inside_sqrt": ("MyAdagrad", "adagrad", "="),
+    "adagrad_tf_initial_accumulator": ("MyAdagrad", "adagrad", "="),
+    "adagrad_lr_decay_off_by_one": ("MyAdagrad", "adagrad", "="),
+    "rmsprop_averages_gradient": ("MyRMSprop", "rmsprop", "="),
+    "rmsprop_eps_inside_sqrt": ("MyRMSprop", "rmsprop", "="),
+    "rmsprop_alpha_swapped": ("MyRMSprop", "rmsprop", "="),
+    "adam_no_bias_correction": ("MyAdam", "adam", "="),
+    "adam_bias_correction_swapped": ("MyAdam", "adam", "="),
+    "adam_second_moment_uncorrected": ("MyAdam", "adam", "="),
+    "adam_eps_inside_sqrt": ("MyAdam", "adam", "="),
+    "adam_eps_before_bias_correction": ("MyAdam", "adam", "="),
+    "adam_decoupled_weight_decay": ("MyAdam", "adam", "="),
+    "adam_step_per_group": ("MyAdam", "adam", "="),
+    "adam_shared_state": ("MyAdam", "adam", "="),
+}
+
+# The correct SGD serves all three SGD algorithms.
+CORRECT_EXTRA = [("correct_sgd", "StudentSGD", "momentum"),
+                 ("correct_sgd", "StudentSGD", "nesterov")]
+
+TORCH_CLASSES = [("sgd", torch.optim.SGD), ("momentum", torch.optim.SGD),
+                 ("nesterov", torch.optim.SGD), ("adagrad", torch.optim.Adagrad),
+                 ("rmsprop", torch.optim.RMSprop), ("adam", torch.optim.Adam)]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def load(stem: str, class_name: str) -> type[torch.optim.Optimizer]:
+    path = SUBMISSIONS_DIR / f"{stem}.py"
+    spec = importlib.util.spec_from_file_location(f"check_submission_{stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, class_name)
+
+
+def test_every_catalogue_entry_has_a_student_file():
+    assert len(CATALOGUE) >= 15
+    identified = {stem for stem, (_, _, entry) in SUBMISSIONS.items() if entry}
+    assert identified == set(CATALOGUE)
+    for mistake in CATALOGUE.values():
+        assert SUBMISSIONS[mistake.name][1] == mistake.algorithm
+
+
+def test_catalogue_covers_all_six_algorithms_with_explanations():
+    assert {m.algorithm for m in CATALOGUE.values()} == set(ALGORITHMS)
+    for mistake in CATALOGUE.values():
+        assert len(mistake.explanation) > 120, mistake.name
+        assert "=" in mistake.equation, mistake.name
+        assert mistake.title and mistake.name.startswith(
+            ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"))
+
+
+@pytest.mark.parametrize("stem", sorted(SUBMISSIONS))
+def test_student_file_is_identified(stem):
+    class_name, algorithm, expected = SUBMISSIONS[stem]
+    result = check_class(load(stem, class_name), algorithm)
+    if expected is None:
+        assert result.status == "pass", result.format()
+        assert result.exit_code == 0
+        assert result.reference_distance <= RTOL
+        assert result.diagnosis == []
+        return
+    assert result.status == "fail" and result.exit_code == 1, result.format()
+    assert [d.name for d in result.matched] == [stem], result.format()
+    nearest = result.diagnosis[0]
+    assert nearest.name == stem and nearest.distance <= RTOL
+    # the runner-up is clearly apart, and the report names the distance
+    assert result.diagnosis[1].distance > 100 * RTOL
+    assert f"{stem}: " in result.format() and "distance" in result.format()
+
+
+@pytest.mark.parametrize(("stem", "class_name", "algorithm"), CORRECT_EXTRA)
+def test_correct_sgd_passes_momentum_and_nesterov(stem, class_name, algorithm):
+    result = check_class(load(stem, class_name), algorithm)
+    assert result.passed, result.format()
+
+
+@pytest.mark.parametrize(("algorithm", "cls"), TORCH_CLASSES,
+                         ids=[a for a, _ in TORCH_CLASSES])
+def test_torch_optim_passes(algorithm, cls):
+    result = check_class(cls, algorithm)
+    assert result.passed, result.format()
+
+
+@pytest.mark.parametrize("algorithm", sorted(TEXTBOOK))
+def test_unmutated_textbook_equals_reference(algorithm):
+    """Each mistake is its textbook class plus one change: pin the textbook."""
+    result = check_class(TEXTBOOK[algorithm], algorithm)
+    assert result.passed, result.format()
+
+
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+def test_entries_differ_from_reference_and_each_other(algorithm):
+    scenarios = build_scenarios(algorithm)
+    reference = reference_records(algorithm)
+    entries = mistakes_for(algorithm)
+    assert entries, algorithm
+    records = {m.name: mistake_records(m.name, algorithm) for m in entries}
+    for name, rec in records.items():
+        assert _distance(scenarios, rec, reference) > 100 * RTOL, name
+    for a, b in itertools.combinations(records, 2):
+        assert _distance(scenarios, records[a], records[b]) > 100 * RTOL, (a, b)
+
+
+def test_first_difference_is_located():
+    result = check_class(load("adam_no_bias_correction", "MyAdam"), "adam")
+    trajectory = next(p for p in result.properties if p.name == "trajectory")
+    mismatch = trajectory.mismatch
+    assert mismatch.step == 1  # bias correction matters from the first step
+    assert mismatch.parameter.split("[")[0] in {"W1", "b1", "W2", "b2"}
+    assert mismatch.difference == pytest.approx(
+        abs(mismatch.submitted - mismatch.expected))
+    assert "first differs after step 1" in trajectory.detail
+
+
+def test_in_place_grad_change_and_nograd_motion_are_caught():
+    class Sloppy(torch.optim.SGD):
+        @torch.no_grad()
+        def step(self, closure=None):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is None:
+                        p.mul_(0.5)  # moves a parameter that has no gradient
+                        continue
+                    p.grad.add_(p, alpha=group["weight_decay"])  # edits .grad
+                    p.add_(p.grad, alpha=-group["lr"])
+
+    result = check_class(Sloppy, "sgd")
+    failed = {p.name for p in result.properties if not p.passed}
+    assert {"grad_not_modified", "no_grad_untouched"} <= failed
+    assert "changed .grad in place" in result.format()
+
+
+def test_state_dict_round_trip_failure_is_caught():
+    class Forgetful(torch.optim.SGD):
+        def state_dict(self):
+            saved = super().state_dict()
+            saved["state"] = {}
+            return saved
+
+    result = check_class(Forgetful, "momentum")
+    prop = next(p for p in result.properties if p.name == "state_dict")
+    assert not prop.passed
+    assert "restored run vs uninterrupted" in prop.detail
+    assert prop.detail.count("after step 7") == 1  # first step after the reload
+
+
+def test_unsupported_flag_is_skipped_not_failed():
+    class NoWeightDecay(torch.optim.Optimizer):
+        def __init__(self, params, lr=1e-3):
+            super().__init__(params, {"lr": lr})
+
+        @torch.no_grad()
+        def step(self, closure=None):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.add_(p.grad, alpha=-group["lr"])
+
+    result = check_class(NoWeightDecay, "sgd")
+    trajectory = next(p for p in result.properties if p.name == "trajectory")
+    assert trajectory.passed
+    assert any("weight_decay" in s for s in trajectory.skipped)
+    # the param-group scenario needs weight decay too: skipped, reported
+    assert "skipped (constructor refused)" in result.format()
+
+
+def test_hparams_override_and_bad_hparams():
+    result = check_class(torch.optim.Adam, "adam", {"lr": 0.003})
+    assert result.passed
+    with pytest.raises(ValueError, match="lr"):
+        check_class(torch.optim.Adam, "adam", {"lr": -1.0})
+    with pytest.raises(ValueError, match="--as"):
+        check_class(torch.optim.Adam, "adamax")
+
+
+def test_result_json_is_strict_json():
+    import json
+
+    result = check_class(load("adagrad_accumulates_gradients", "MyAdagrad"), "adagrad")
+    text = json.dumps(result.to_dict(), allow_nan=False)
+    data = json.loads(text)
+    assert data["exit_code"] == 1 and data["status"] == "fail"
+    assert data["diagnosis"][0]["name"] == "adagrad_accumulates_gradients"
+    assert not math.isnan(data["diagnosis"][0]["distance"])
