@@ -291,3 +291,36 @@ def test_report_opens_in_headless_chromium_with_every_figure(built, tmp_path):
     colour = (pixels.max(-1) - pixels.min(-1)) > 0.25
     rows_with_colour = colour.any(1).sum()
     assert colour.mean() > 0.01 and rows_with_colour > 200, colour.mean()
+
+
+# A real run -----------------------------------------------------------------------
+
+
+def test_report_of_a_real_smoke_sweep(real_data_dir, tmp_path):
+    """The real sweep and training path (adaptive study, smoke preset) feed the
+    report: the contract between what they write and what it reads holds."""
+    import sys
+
+    logdir = tmp_path / "logs"
+    env = {**os.environ, "OPTIMLAB_DATA": str(real_data_dir)}
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.cli", "run", "adaptive", "--preset",
+         "smoke", "--workers", "1", "--logdir", str(logdir)],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    written = build_report(logdir, tmp_path / "out")
+    markdown = written.markdown.read_text()
+    section = _section(markdown, "adaptive")
+    index = json.loads((logdir / "adaptive" / "index.json").read_text())
+    assert len(index["runs"]) == 3
+    for summary in index["runs"]:
+        label = f"{summary['series']} lr={summary['x']:g}"
+        row = _table_row(section, label)
+        assert row[3] == f"{100 * summary['result']['final_val_acc']:.1f} % (n=1)"
+    instruments = _between(section, "instruments from the TensorBoard", "###")
+    for label in ("adagrad lr=0.01", "rmsprop lr=0.001", "adam lr=0.001"):
+        row = _table_row(instruments, label)
+        assert "n/a" not in row, row  # grad, update, cosine and effective lr read
+    for kind in ("main-curves", "main-effective-lr", "main-grad-update", "per-class"):
+        assert (written.markdown.parent / "figures" / f"adaptive-{kind}.png").is_file()
+    assert "Missing studies: batch-size, momentum" in markdown

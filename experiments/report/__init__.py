@@ -63,10 +63,14 @@ TAGS = frozenset({
 MAIN_HEADER = ["Part", "Setting", "n", "Final val acc", "Best val acc", "Test acc",
                "Steps to target", "Epochs to target", "Seconds to target",
                "Final train loss", "Gen. gap", "Stability", "Diverged"]
-INSTRUMENT_HEADER = ["Part", "Setting", "n", "Grad norm", "Update norm",
-                     "Grad cosine", "Eff. lr median (first)",
-                     "Eff. lr median (last)", "Eff. lr p5 (last)",
-                     "Eff. lr p95 (last)"]
+# (column, statistic, significant digits); a column shows when any setting has it
+INSTRUMENT_COLUMNS = (
+    ("Grad norm", "grad_norm", 3), ("Update norm", "update", 3),
+    ("Grad cosine", "cosine", 2), ("lr/(1-momentum)", "elr_steady", 3),
+    ("Eff. lr median (first)", "elr_median_first", 3),
+    ("Eff. lr median (last)", "elr_median_last", 3),
+    ("Eff. lr p5 (last)", "elr_p5_last", 3), ("Eff. lr p95 (last)", "elr_p95_last", 3),
+)
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,8 @@ def _study_section(doc: Document, canvas: fig.Canvas, study: Study) -> list[fig.
         f"{status['diverged']} diverged, {status['failed']} failed"
         + (f", {lost} planned runs missing or unfinished (listed at the end)"
            if lost else "") + ".")
+    if study.notes:
+        doc.paragraph(f"Study notes: {study.notes}")
     if study.questions:
         doc.heading(3, f"Questions: {study.name}")
         doc.bullets(study.questions)
@@ -196,10 +202,15 @@ def _study_section(doc: Document, canvas: fig.Canvas, study: Study) -> list[fig.
                       budget_header(b), budget_rows(group, b))
         doc.table(f"{study.name}: critical batch size estimates", CRITICAL_HEADER,
                   critical_rows(ended))
-    if any(c.stats["grad_norm"].n or c.stats["elr_median"].n for c in ended):
-        doc.table(f"{study.name}: instruments, mean over the second half of "
-                  "training (first / last logged value where stated)",
-                  INSTRUMENT_HEADER, [_instrument_row(c) for c in ended])
+    columns = [col for col in INSTRUMENT_COLUMNS
+               if any(c.stats[col[1]].n for c in ended)]
+    if columns:
+        doc.table(f"{study.name}: instruments from the TensorBoard scalars, mean "
+                  "over the second half of training (first / last logged value "
+                  "where stated)", ["Part", "Setting", "n", *(c[0] for c in columns)],
+                  [[c.part, c.label, str(c.n),
+                    *(fmt_num(c.stats[key], digits) for _, key, digits in columns)]
+                   for c in ended])
     doc.heading(3, f"Figures: {study.name}")
     drawn = _figures(canvas, study, ended)
     for d in drawn:
@@ -225,14 +236,6 @@ def _main_row(c: Condition) -> list[str]:
             f"{c.diverged}/{c.n}" + (f" ({len(c.failed)} failed)" if c.failed else "")]
 
 
-def _instrument_row(c: Condition) -> list[str]:
-    s = c.stats
-    return [c.part, c.label, str(c.n), fmt_num(s["grad_norm"], 3),
-            fmt_num(s["update"], 3), fmt_num(s["cosine"], 2),
-            fmt_num(s["elr_median_first"]), fmt_num(s["elr_median_last"]),
-            fmt_num(s["elr_p5_last"]), fmt_num(s["elr_p95_last"])]
-
-
 def _figures(canvas: fig.Canvas, study: Study,
              conds: list[Condition]) -> list[fig.Drawn]:
     out: list[fig.Drawn | None] = []
@@ -254,6 +257,8 @@ def _figures(canvas: fig.Canvas, study: Study,
              ("update/global", "update norm", True)),
             "Gradient norm and update magnitude over training: whole-model L2 "
             "norms, mean over seeds with a +- 1 std band."))
+        if name != "momentum":
+            continue  # the cosine of successive gradients is a momentum question
         out.append(fig.tag_curves(
             canvas, f"{name}-{part}-grad-cosine", shown,
             (("momentum/grad_cosine", "cosine of successive gradients", False),),

@@ -185,12 +185,12 @@ def budgets(conds: list[Condition]) -> Budgets:
         ends = [e for e in ends if e is not None]
         return min(ends) if ends else None
 
-    epochs, steps, seconds = common("epoch", False), common("step", True), \
+    epochs, steps, seconds = common("epochs_done", False), common("step", True), \
         common("time_s", False)
     rows = {}
     for c in conds:
         done = [r for r in c.runs if r.status == "done"]
-        acc_e = Stat.of([accuracy_at(r, "epoch", epochs) for r in done]
+        acc_e = Stat.of([accuracy_at(r, "epochs_done", epochs) for r in done]
                         if epochs is not None else [])
         loss_s = Stat.of([_loss_at(r, steps) for r in done]
                          if steps is not None and not _is_full(c) else [])
@@ -468,7 +468,9 @@ def _lr_sweep(conds: list[Condition], extremes: bool) -> list[str]:
                        "acceptable range first): " + ", ".join(
                            f"{r.series} ({fmt_decades(r)} decades)" for r in widths)
                        + ". The widths are measured on the lr grid, so a difference "
-                       "of less than one grid step is not meaningful.")
+                       "of less than one grid step is not meaningful"
+                       + ("; with a single seed per setting the order is indicative "
+                          "only." if min(c.n for c in conds) < 2 else "."))
     if extremes:
         out += _extremes(conds)
         safest = max(ranges, key=lambda r: (r.decades, r.best.stats["final"].mean))
@@ -509,7 +511,7 @@ def adaptive(study: Study, conds: list[Condition]) -> list[str]:
                                                "final validation accuracy"),
            "**Stability.** " + best_claim(conds, "stability", "loss fluctuation",
                                           higher=False, fmt=lambda s: fmt_num(s, 3))]
-    chosen = study.fields.get("lr_choice") or study.fields.get("lr_note")
+    chosen = study.notes
     out.append("**Learning rates used.** " + ", ".join(
         f"{c.series}: {fmt_x(c.runs[0].config.get('hparams', {}).get('lr', '?'))}"
         for c in conds if c.runs) + "." + (f" Chosen as: {chosen}." if chosen else ""))

@@ -82,6 +82,7 @@ class Study:
     target_accuracy: float | None
     classes: list[str]
     fields: dict[str, Any]
+    notes: str
     runs: list[Run]
     planned: list[str]
     missing: list[str]  # planned ids without a summary
@@ -131,8 +132,8 @@ def read_scalars(run: Run, tags: frozenset[str]) -> None:
     Event files are read with TensorBoard's own loader; a damaged file is logged
     and whatever was read before the damage is kept.
     """
-    if run.event_dir is None or not run.event_dir.is_dir():
-        return
+    if run.scalars or run.event_dir is None or not run.event_dir.is_dir():
+        return  # already read (through another membership of the same run)
     from tensorboard.backend.event_processing.event_file_loader import (
         LegacyEventFileLoader,
     )
@@ -175,7 +176,8 @@ def _ordered(found: dict[str, Path]) -> list[str]:
 def _absent_study(name: str, root: Path) -> Study:
     return Study(
         name=name, folder=None, title=name, questions=[], model=None, preset=None,
-        target_accuracy=None, classes=[], fields={}, runs=[], planned=[], missing=[],
+        target_accuracy=None, classes=[], fields={}, notes="", runs=[], planned=[],
+        missing=[],
         unfinished=[],
         problems=[f"no folder '{root / name}': the study was not run"],
     )
@@ -213,8 +215,8 @@ def _load_study(name: str, folder: Path, root: Path) -> Study:
     runs = []
     for run_id, summary in summaries.items():
         try:
-            runs.append(_parse_run(summary, folder, root))
-        except (KeyError, TypeError, ValueError) as error:
+            runs += _parse_run(summary, folder, root)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             problems.append(f"run {run_id}: bad summary ({error}); left out")
     planned = [str(r) for r in meta.get("planned_runs", meta.get("planned", []))]
     missing = [run_id for run_id in planned if run_id not in summaries]
@@ -234,6 +236,7 @@ def _load_study(name: str, folder: Path, root: Path) -> Study:
         target_accuracy=target,
         classes=[str(c) for c in classes],
         fields=meta.get("fields") or {},
+        notes=str(meta.get("notes") or ""),
         runs=runs,
         planned=planned,
         missing=missing,
@@ -242,33 +245,51 @@ def _load_study(name: str, folder: Path, root: Path) -> Study:
     )
 
 
-def _parse_run(summary: dict[str, Any], folder: Path, root: Path) -> Run:
+def _parse_run(summary: dict[str, Any], folder: Path, root: Path) -> list[Run]:
+    """One :class:`Run` per membership: a run shared by several parts of a study
+    (say Adam's defaults in the beta1, beta2 and eps sweeps) appears in each."""
     result = summary.get("result") or {}
     if not isinstance(result, dict):
         raise ValueError("'result' is not an object")
     status = str(summary.get("status", "failed"))
     if status not in ("done", "diverged", "failed"):
         raise ValueError(f"status '{status}' is not done, diverged or failed")
-    run_id = str(summary["run_id"])
+    for row in result.get("history") or []:
+        # history epochs count from 0 (Lightning's current_epoch); plot and compare
+        # in epochs completed, as *_to_target does
+        epoch = _finite(row.get("epoch"))
+        row["epochs_done"] = None if epoch is None else epoch + 1
+    memberships = summary.get("memberships") or [summary]
+    event_dir = _event_dir(summary.get("log_dir"), str(summary["run_id"]), folder,
+                           root)
+    scalars: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # shared by the copies
+    return [_membership_run(summary, m, result, status, event_dir, scalars, folder)
+            for m in memberships]
+
+
+def _membership_run(summary: dict[str, Any], member: dict[str, Any],
+                    result: dict[str, Any], status: str, event_dir: Path | None,
+                    scalars: dict, folder: Path) -> Run:
+    config = summary.get("config") or {}
     return Run(
-        run_id=run_id,
+        run_id=str(summary["run_id"]),
         study=str(summary.get("study", folder.name)),
-        part=str(summary.get("part") or "main"),
-        series=str(summary.get("series") or summary.get("config", {}).get(
-            "optimizer", "run")),
-        x_name=summary.get("x_name"),
-        x=summary.get("x"),
-        y_name=summary.get("y_name"),
-        y=summary.get("y"),
-        seed=int(summary.get("seed", 0)),
+        part=str(member.get("part") or "main"),
+        series=str(member.get("series") or config.get("optimizer", "run")),
+        x_name=member.get("x_name"),
+        x=member.get("x"),
+        y_name=member.get("y_name"),
+        y=member.get("y"),
+        seed=int(summary.get("seed") or 0),
         status=status,
         error=summary.get("error"),
         result=result,
-        config=summary.get("config") or {},
+        config=config,
         steps_to_target=_finite(summary.get("steps_to_target")),
         epochs_to_target=_finite(summary.get("epochs_to_target")),
         seconds_to_target=_finite(summary.get("seconds_to_target")),
-        event_dir=_event_dir(summary.get("log_dir"), run_id, folder, root),
+        event_dir=event_dir,
+        scalars=scalars,
     )
 
 

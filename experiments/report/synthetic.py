@@ -171,12 +171,14 @@ def _run(p: Planned, seed: int, epochs: int, steps_per_epoch: int, run_id: str,
         acc = p.quality - (p.quality - 0.1) * math.exp(-p.rate * epoch)
         acc = float(np.clip(acc + rng.normal(0, 0.008), 0.05, 0.99))
         history.append({
-            "epoch": epoch, "step": epoch * per_epoch,
+            "epoch": epoch - 1, "step": epoch * per_epoch,
             "time_s": epoch * seconds_per_epoch, "train_loss": 2.3 * (1.05 - acc),
             "train_acc": min(acc + 0.03, 1.0), "val_loss": 2.3 * (1.1 - acc),
             "val_acc": acc, "per_class_val_acc": [acc] * 10})
     status = "failed" if failed else ("diverged" if p.diverge else "done")
     reached = next((h for h in history if h["val_acc"] >= 0.6), None)
+    if reached is not None:
+        reached = {**reached, "epoch": reached["epoch"] + 1}
     last = history[-1] if history else None
     final = last["val_acc"] if last and status == "done" else None
     result: dict[str, Any] = {} if failed else {
