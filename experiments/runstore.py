@@ -29,6 +29,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -125,23 +126,30 @@ def has_ended(directory: Path) -> bool:
 
 
 @contextlib.contextmanager
-def run_lock(directory: Path) -> Iterator[None]:
+def run_lock(directory: Path, wait: float = 0.0) -> Iterator[None]:
     """Hold an exclusive lock on a run while training it; RunBusy if taken.
 
     The lock is an ``flock`` on ``.lock``: the kernel drops it when the holder dies,
-    SIGKILL included, so a killed sweep never leaves a run locked.
+    SIGKILL included, so a killed sweep never leaves a run locked. ``wait`` seconds
+    are granted to a holder that is just exiting.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + wait
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise RunBusy(f"{directory} is being trained by another process") \
-                    from None
-            raise
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as error:
+                if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise RunBusy(
+                        f"{directory} is being trained by another process"
+                    ) from None
+                time.sleep(0.05)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         yield

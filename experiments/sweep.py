@@ -212,7 +212,7 @@ def _check_override_keys(
         known |= set(definition.presets.get(preset, {}))
     unknown = sorted(set(overrides) - known)
     if unknown:
-        scope = studies[0].name if len(studies) == 1 else "all studies"
+        scope = f"study {studies[0].name!r}" if len(studies) == 1 else "all studies"
         valid = sorted(known) if len(studies) > 1 else valid_keys(
             studies[0], preset, defaults)
         raise ValueError(
@@ -400,7 +400,8 @@ def execute_run(spec: RunSpec, trainer: Trainer | None = None) -> dict[str, Any]
     trainer = trainer or train_with_lightning
     directory = spec.directory
     try:
-        with runstore.run_lock(directory):
+        # A short wait covers a killed worker whose lock is still being released.
+        with runstore.run_lock(directory, wait=2.0):
             existing = runstore.read_summary(directory)
             if existing is not None and existing["status"] in runstore.ENDED:
                 return existing
@@ -717,6 +718,7 @@ def _run_inline(pending, placement, trainer, record) -> None:
     """One worker: train in this process (no start-up cost, same terminal)."""
     import torch
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(placement.threads)
     previous = signal.getsignal(signal.SIGINT)
 
@@ -737,6 +739,7 @@ def _run_inline(pending, placement, trainer, record) -> None:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, previous)
         _STOP.clear()
+        torch.set_num_threads(threads)
 
 
 def _run_pool(pending, placement, workers, trainer, record) -> None:
@@ -778,6 +781,10 @@ def _run_pool(pending, placement, workers, trainer, record) -> None:
         except BaseException:
             _kill_workers(pool)
             raise
+        else:
+            # Every future has its result and the workers are idle: end them now
+            # rather than wait seconds for torch's interpreter teardown in each.
+            _kill_workers(pool)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -813,7 +820,9 @@ def _after_broken_pool(running, recorded, deaths, pool_started, record):
 
 def record_failure(spec: RunSpec, error: str) -> dict[str, Any]:
     """Write a failed summary for a run that could not report for itself."""
-    with runstore.run_lock(spec.directory):
+    # The dead worker's lock goes with its last file descriptor, which the kernel
+    # may close a moment after the pool noticed the death.
+    with runstore.run_lock(spec.directory, wait=10.0):
         return _train_and_record(spec, _Raiser(error), spec.directory)
 
 
