@@ -51,6 +51,26 @@ from models.probes import GradientProbe
 # Elements of the concatenated element-wise effective lr that the model-wide
 # quantiles and histograms use (a fixed strided sample; exact below this size).
 GLOBAL_SAMPLE = 65536
+# Histograms are drawn from smaller samples (numpy's binning dominates their cost).
+HISTOGRAM_SAMPLE = 8192
+HISTOGRAM_BINS = 64
+
+
+def write_scalars(writer, scalars: dict[str, float], step: int) -> None:
+    """Write many scalars as one TensorBoard event (ten times cheaper than one each).
+
+    Falls back to ``add_scalar`` per tag for writers without torch's file writer.
+    """
+    file_writer = getattr(writer, "_get_file_writer", None)
+    if file_writer is None:
+        for tag, value in scalars.items():
+            writer.add_scalar(tag, value, step)
+        return
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    summary = Summary(value=[Summary.Value(tag=tag, simple_value=float(value))
+                             for tag, value in scalars.items()])
+    file_writer().add_summary(summary, step)
 
 
 def _writer(trainer: pl.Trainer):
@@ -257,15 +277,16 @@ class InstrumentCallback(pl.Callback, GradientProbe):
         self._window_steps = 0
         self._window_samples = 0
 
-        for tag, value in scalars.items():
-            writer.add_scalar(tag, value, step)
+        write_scalars(writer, scalars, step)
         if self.histograms and sample is not None and values:
-            writer.add_histogram("effective_lr/log10",
-                                 _log10(sample), step, bins="auto")
+            whole = _strided_sample(sample, HISTOGRAM_SAMPLE)
+            writer.add_histogram("effective_lr/log10", _log10(whole), step,
+                                 bins=HISTOGRAM_BINS)
             for name, v in zip(names, values, strict=True):
-                layer = _strided_sample(v.detach().reshape(-1).float(), 4096)
-                writer.add_histogram(f"effective_lr/log10/{name}",
-                                     _log10(layer), step, bins="auto")
+                layer = _strided_sample(v.detach().reshape(-1).float(),
+                                        HISTOGRAM_SAMPLE // 4)
+                writer.add_histogram(f"effective_lr/log10/{name}", _log10(layer),
+                                     step, bins=HISTOGRAM_BINS)
 
 
 def _log10(values: Tensor) -> Tensor:
@@ -407,10 +428,12 @@ class NoiseScaleCallback(pl.Callback, GradientProbe):
         window, run = torch.stack([self._window, self._run]).tolist()
         self._window = None
         trace, grad_sq, steps = window
-        writer.add_scalar("noise_scale/trace_sigma", trace / steps, step)
-        writer.add_scalar("noise_scale/grad_sq", grad_sq / steps, step)
-        writer.add_scalar("noise_scale/b_simple", _ratio(trace, grad_sq), step)
-        writer.add_scalar("noise_scale/b_simple_run", _ratio(run[0], run[1]), step)
+        write_scalars(writer, {
+            "noise_scale/trace_sigma": trace / steps,
+            "noise_scale/grad_sq": grad_sq / steps,
+            "noise_scale/b_simple": _ratio(trace, grad_sq),
+            "noise_scale/b_simple_run": _ratio(run[0], run[1]),
+        }, step)
 
     def estimate(self) -> float | None:
         """(4) over every step so far; None before two micro-batches were seen."""

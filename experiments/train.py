@@ -458,7 +458,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deterministic", action="store_const", const=True)
     parser.add_argument("--logdir")
     parser.add_argument("--name")
-    parser.add_argument("--version")
+    parser.add_argument("--version", type=_version,
+                        help="log folder: integer k gives version_<k>, a name itself")
     parser.add_argument("--no-progress-bar", action="store_const", const=False,
                         dest="progress_bar")
     parser.set_defaults(hparam_flags={})
@@ -539,8 +540,11 @@ def _batch_size(text: str) -> int | str:
 
 
 def _subset(text: str) -> float | int:
-    value = _number(text)
-    return value
+    return _number(text)
+
+
+def _version(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
 
 
 def _number(text: str) -> float | int:

@@ -37,6 +37,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.trainer.states import TrainerFn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from models.divergence import DivergenceGuard
@@ -310,6 +311,7 @@ class ImageClassifier(pl.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._eval_loss_sum: torch.Tensor | float = 0.0
         self.val_confusion.reset()
+        self._val_start = time.perf_counter()
 
     def on_test_epoch_start(self) -> None:
         self._eval_loss_sum = 0.0
@@ -325,6 +327,8 @@ class ImageClassifier(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
+        if self.trainer.state.fn == TrainerFn.FITTING:  # not training time
+            self._epoch_start += time.perf_counter() - self._val_start
         result = self._eval_result(self.val_confusion, "val")
         result["step"] = self.trainer.global_step
         self.last_val = result
