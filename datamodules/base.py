@@ -37,6 +37,7 @@ from datamodules.split import derive_seed, stratified_split
 log = logging.getLogger(__name__)
 
 BatchSize = int | Literal["full"]
+EVAL_BATCH_FLOOR = 1024
 
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path:
@@ -77,7 +78,8 @@ class ImageDataModule(L.LightningDataModule):
         normalize: subtract the training mean and divide by the training std
             per channel; otherwise pixels are only scaled to [0, 1].
         download: fetch the files from ``source`` when they are missing.
-        chunk_size: rows per chunk in full-batch mode, and per evaluation batch.
+        chunk_size: rows per chunk in full-batch mode, and the most rows per
+            evaluation batch (see :attr:`eval_batch_size`).
         source: where to download from (default: the official addresses).
     """
 
@@ -145,6 +147,15 @@ class ImageDataModule(L.LightningDataModule):
     @property
     def full_batch(self) -> bool:
         return self.batch_size == "full"
+
+    @property
+    def eval_batch_size(self) -> int:
+        """Rows per validation/test batch: ``max(batch_size, 1024)``, at most
+        ``chunk_size`` (``chunk_size`` in full-batch mode). Evaluation needs no
+        gradients, so larger batches only save time."""
+        if self.full_batch:
+            return self.chunk_size
+        return min(self.chunk_size, max(int(self.batch_size), EVAL_BATCH_FLOOR))
 
     @property
     def num_train(self) -> int:
@@ -272,7 +283,7 @@ class ImageDataModule(L.LightningDataModule):
 
     def _eval_loader(self, images: Tensor, labels: Tensor, rows: Tensor | None):
         return BatchLoader(
-            images, labels, rows, self.chunk_size, mean=self.mean, std=self.std
+            images, labels, rows, self.eval_batch_size, mean=self.mean, std=self.std
         )
 
     def _target_device(self) -> torch.device:

@@ -340,3 +340,12 @@ def test_lightning_fit_validate_test_on_the_datamodule(fashion_dir):
     assert trainer.global_step == 2 * 3
     result = trainer.test(model, datamodule=dm, verbose=False)
     assert math.isfinite(result[0]["test_loss"])
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "chunk_size", "expected"),
+    [(128, 4096, 1024), (2048, 4096, 2048), (128, 500, 500), ("full", 300, 300)],
+)
+def test_eval_batch_size(batch_size, chunk_size, expected):
+    dm = FashionMNISTDataModule("unused", batch_size=batch_size, chunk_size=chunk_size)
+    assert dm.eval_batch_size == expected

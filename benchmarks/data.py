@@ -1,0 +1,270 @@
+"""Speed of the datamodules against the issue's three targets.
+
+Run ``python -m benchmarks.data`` (``--help`` for options). It measures, on the
+real data (``--data-dir``, else ``$OPTIMLAB_DATA``, else ``../shared/data``):
+
+1. ``read``: decoding all CIFAR-10 binary batches into uint8 tensors, with the
+   in-process memo bypassed (target <= 2 s);
+2. ``epoch``: one epoch of CIFAR-10 training batches of 128, normalised and
+   augmented (crop with 4-pixel padding + flip), from
+   :class:`~datamodules.loader.BatchLoader` versus the classic per-sample pipeline
+   (a ``Dataset`` of PIL images through torchvision's ``RandomCrop(32, padding=4)``,
+   ``RandomHorizontalFlip``, ``ToTensor`` and ``Normalize``, batched by a
+   ``DataLoader`` with 2 workers); target speed-up >= 20x;
+3. ``fit``: one epoch of a 784-256-128-10 MLP on Fashion-MNIST at batch 128 with
+   SGD, as a Lightning ``fit`` (callbacks, logging, checkpointing, progress bar
+   and model summary off) versus a plain PyTorch loop over the same batches, the
+   two alternated ``--rounds`` times in one process (target ratio <= 1.15). A
+   Lightning fit over a ``TensorDataset`` ``DataLoader`` is timed too, for
+   reference.
+
+Timings on a shared machine are noisy; ratios come from alternated runs, and the
+median over rounds is reported. For ``fit`` both wall-clock and process CPU time
+are reported: with ``--threads 1`` and no worker processes the CPU time is the
+work done, unaffected by other processes competing for the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from datamodules import CIFAR10DataModule, FashionMNISTDataModule
+
+log = logging.getLogger("benchmarks.data")
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+def default_data_dir() -> Path:
+    if os.environ.get("OPTIMLAB_DATA"):
+        return Path(os.environ["OPTIMLAB_DATA"])
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+# -- 1. reading CIFAR-10 -----------------------------------------------------------
+
+
+def bench_read(data_dir: Path, repeats: int) -> dict[str, float]:
+    dm = CIFAR10DataModule(data_dir)
+    located = dm.find_files()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        arrays = dm.decode(located)
+        tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
+        times.append(time.perf_counter() - start)
+        n = len(tensors["train_y"]) + len(tensors["test_y"])
+        del arrays, tensors
+    log.info("read    all CIFAR-10 binaries (%d images): first %.3f s, best %.3f s, "
+             "median %.3f s (target <= 2 s)", n, times[0], min(times),
+             statistics.median(times))
+    return {"read_first_s": times[0], "read_best_s": min(times),
+            "read_median_s": statistics.median(times)}
+
+
+# -- 2. one augmented CIFAR-10 epoch -------------------------------------------------
+
+
+class _PilDataset(torch.utils.data.Dataset):
+    """The classic pipeline: one PIL image at a time through torchvision transforms."""
+
+    def __init__(self, images_hwc: np.ndarray, labels: np.ndarray) -> None:
+        from torchvision import transforms
+
+        self.images, self.labels = images_hwc, labels
+        self.transform = transforms.Compose([
+            transforms.RandomCrop(32, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(CIFAR_MEAN, CIFAR_STD),
+        ])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+def bench_epoch(data_dir: Path, classic_fraction: float) -> dict[str, float]:
+    dm = CIFAR10DataModule(data_dir, batch_size=128, val_size=0, augment=True)
+    dm.setup()
+    loader = dm.train_dataloader()
+    for _ in loader:  # warm-up epoch
+        pass
+    start = time.perf_counter()
+    batches = sum(1 for _ in loader)
+    ours = time.perf_counter() - start
+
+    data = dm._splits()
+    n = int(len(data["train_y"]) * classic_fraction)
+    images = data["train_x"][:n].permute(0, 2, 3, 1).contiguous().numpy()
+    labels = data["train_y"][:n].numpy()
+    classic_loader = torch.utils.data.DataLoader(
+        _PilDataset(images, labels), batch_size=128, shuffle=True, num_workers=2
+    )
+    start = time.perf_counter()
+    classic_batches = sum(1 for _ in classic_loader)
+    classic = (time.perf_counter() - start) / classic_fraction
+    speedup = classic / ours
+    log.info("epoch   CIFAR-10, batch 128, normalised + augmented: BatchLoader "
+             "%.3f s (%d batches), classic per-sample DataLoader(2 workers) %.2f s "
+             "(%d batches%s): %.1fx faster (target >= 20x)", ours, batches, classic,
+             classic_batches,
+             "" if classic_fraction == 1 else f", x1/{classic_fraction:g}", speedup)
+    return {"epoch_batchloader_s": ours, "epoch_classic_s": classic,
+            "epoch_speedup": speedup}
+
+
+# -- 3. Lightning fit vs a plain loop ----------------------------------------------
+
+
+class BenchMLP(L.LightningModule):
+    """784-256-128-10 ReLU MLP trained with plain SGD."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(784, 256), nn.ReLU(),
+            nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10),
+        )
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return nn.functional.cross_entropy(self.net(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.05)
+
+
+def _trainer() -> L.Trainer:
+    return L.Trainer(
+        max_epochs=1, accelerator="cpu", devices=1, logger=False, callbacks=[],
+        enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+    )
+
+
+def _plain_loop(loader) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one epoch of a plain loop."""
+    torch.manual_seed(0)
+    model = BenchMLP()
+    optimizer = model.configure_optimizers()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for i, batch in enumerate(loader):
+        loss = model.training_step(batch, i)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - start, time.process_time() - cpu_start
+
+
+def _lightning_fit(data) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of ``Trainer.fit`` for one epoch.
+
+    ``data`` is a datamodule or a training dataloader.
+    """
+    torch.manual_seed(0)
+    model, trainer = BenchMLP(), _trainer()
+    if isinstance(data, L.LightningDataModule):
+        kwargs = {"datamodule": data}
+    else:
+        kwargs = {"train_dataloaders": data}
+    start, cpu_start = time.perf_counter(), time.process_time()
+    trainer.fit(model, **kwargs)
+    return time.perf_counter() - start, time.process_time() - cpu_start
+
+
+def bench_fit(data_dir: Path, rounds: int) -> dict[str, float]:
+    dm = FashionMNISTDataModule(data_dir, batch_size=128)
+    dm.setup()
+    data = dm._splits()
+    rows = data["train"]
+    tensor_set = torch.utils.data.TensorDataset(
+        dm.train_dataloader().to_float(data["train_x"][rows]), data["train_y"][rows]
+    )
+    plain, light, classic = [], [], []
+    _plain_loop(dm.train_dataloader())  # warm-up of both paths
+    _lightning_fit(dm)
+    for _ in range(rounds):
+        # each fit calls dm.train_dataloader() once: the same seeded batches
+        plain.append(_plain_loop(dm.train_dataloader()))
+        light.append(_lightning_fit(dm))
+        classic.append(_lightning_fit(torch.utils.data.DataLoader(
+            tensor_set, batch_size=128, shuffle=True)))
+    result: dict[str, float] = {}
+    for clock, k in (("wall", 0), ("cpu", 1)):
+        ratios = [b[k] / a[k] for a, b in zip(plain, light, strict=True)]
+        reference = [c[k] / a[k] for a, c in zip(plain, classic, strict=True)]
+        result |= {
+            f"fit_{clock}_plain_median_s": statistics.median(a[k] for a in plain),
+            f"fit_{clock}_lightning_median_s": statistics.median(b[k] for b in light),
+            f"fit_{clock}_ratio_median": statistics.median(ratios),
+            f"fit_{clock}_tensordataset_ratio_median": statistics.median(reference),
+        }
+        log.info(
+            "fit     Fashion-MNIST MLP, batch 128, %d rounds alternated, %s time: "
+            "plain loop median %.3f s, Lightning fit median %.3f s; Lightning/plain "
+            "median %.3f (rounds: %s; target <= 1.15). Lightning over a "
+            "TensorDataset DataLoader: %.2fx", rounds, clock,
+            result[f"fit_{clock}_plain_median_s"],
+            result[f"fit_{clock}_lightning_median_s"],
+            result[f"fit_{clock}_ratio_median"],
+            ", ".join(f"{r:.3f}" for r in ratios),
+            result[f"fit_{clock}_tensordataset_ratio_median"],
+        )
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir())
+    parser.add_argument("--only", choices=["read", "epoch", "fit"], action="append",
+                        help="run only these measurements (repeatable)")
+    parser.add_argument("--read-repeats", type=int, default=3)
+    parser.add_argument("--classic-fraction", type=float, default=1.0,
+                        help="time the classic pipeline on this fraction of an epoch "
+                        "and scale up (default: the whole epoch)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    log.info("torch %s, lightning %s, %d threads, %d CPUs, data %s", torch.__version__,
+             L.__version__, torch.get_num_threads(), os.cpu_count(), args.data_dir)
+    only = set(args.only or ["read", "epoch", "fit"])
+    figures: dict[str, float] = {}
+    if "read" in only:
+        figures |= bench_read(args.data_dir, args.read_repeats)
+    if "epoch" in only:
+        figures |= bench_epoch(args.data_dir, args.classic_fraction)
+    if "fit" in only:
+        figures |= bench_fit(args.data_dir, args.rounds)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+    return figures
+
+
+if __name__ == "__main__":
+    main()
