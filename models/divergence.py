@@ -54,7 +54,9 @@ class DivergenceGuard:
         if self._initial is None:
             self._initial = loss.clone()
             self._first_bad = torch.full((), -1, dtype=torch.long, device=loss.device)
-            self._host = torch.full((), -1, dtype=torch.long).pin_memory()
+            self._host = torch.full((), -1, dtype=torch.long)
+            if loss.device.type == "cuda":
+                self._host = self._host.pin_memory()
         bad = ~torch.isfinite(loss) | (loss > self.factor * self._initial)
         unset = self._first_bad < 0
         self._first_bad = torch.where(bad & unset, step, self._first_bad)

@@ -177,11 +177,16 @@ GUARD_CASES = [
 ]
 
 
+@pytest.mark.parametrize("path", ["host", "device"])
 @pytest.mark.parametrize(("losses", "expected"), GUARD_CASES)
-def test_divergence_guard(losses, expected):
+def test_divergence_guard(losses, expected, path):
     guard = DivergenceGuard()
     for step, value in enumerate(losses):
-        guard.update(torch.tensor(value), step)
+        loss = torch.tensor(value)
+        if path == "host":
+            guard.update(loss, step)
+        else:  # the accelerator path's on-device bookkeeping, run on the CPU
+            guard._update_device(loss, step)
     guard.finalize()
     assert guard.diverged_step == expected
 
@@ -317,3 +322,42 @@ def test_bad_yaml_is_named(tmp_path, text, match):
 def test_missing_yaml_file_is_named(tmp_path):
     with pytest.raises(ValueError, match="nope.yaml"):
         load_yaml(tmp_path / "nope.yaml")
+
+
+# --------------------------------------------------------------------- the CNN
+class _FirstBatches:
+    """The first ``count`` batches of a loader (keeps the CNN's test pass short)."""
+
+    def __init__(self, loader, count: int) -> None:
+        self.loader, self.count = loader, count
+
+    def __len__(self) -> int:
+        return min(self.count, len(self.loader))
+
+    def __iter__(self):
+        for index, batch in enumerate(self.loader):
+            if index >= self.count:
+                return
+            yield batch
+
+
+def test_cnn_trains_on_cifar10(real_data_dir, tmp_path):
+    from datamodules import CIFAR10DataModule
+
+    class ShortTest(CIFAR10DataModule):
+        def test_dataloader(self):
+            return _FirstBatches(super().test_dataloader(), 2)
+
+    data = ShortTest(data_dir=real_data_dir, batch_size=32, subset=64, val_size=100,
+                     chunk_size=100, augment=True)
+    config = TrainConfig(
+        model="cnn", optimizer="nesterov", hparams={"lr": 0.01, "momentum": 0.9},
+        batch_size=32, subset=64, val_size=100, augment=True, epochs=1,
+        log_every=1, logdir=str(tmp_path), progress_bar=False,
+    )
+    result = train(config, datamodule=data)
+    assert result.status == "done"
+    assert result.global_step == 2
+    assert result.final_val_acc is not None
+    assert len(result.per_class_test_acc) == 10
+    assert math.isfinite(result.history[0]["train_loss"])
