@@ -91,6 +91,8 @@ def cached_stats(key: str, images: Tensor) -> tuple[tuple[float, ...], ...]:
         entry = table[key]
         return tuple(entry["mean"]), tuple(entry["std"])
     mean, std = channel_stats(images)
+    log.info("training statistics: mean %s, std %s",
+             ", ".join(f"{m:.4f}" for m in mean), ", ".join(f"{s:.4f}" for s in std))
     table[key] = {"mean": list(mean), "std": list(std)}
     _write_json(path, table)
     return mean, std

@@ -60,12 +60,18 @@ def download_file(url: str, destination: Path, md5: str, timeout: float = 60.0) 
     """Fetch ``url`` to ``destination`` unless a file with the right MD5 is there."""
     if destination.is_file() and md5sum(destination) == md5:
         return destination
-    destination.parent.mkdir(parents=True, exist_ok=True)
     log.info("downloading %s to %s", url, destination)
-    part = tempfile.NamedTemporaryFile(
-        dir=destination.parent, prefix=f".{destination.name}.", suffix=".part",
-        delete=False,
-    )
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        part = tempfile.NamedTemporaryFile(
+            dir=destination.parent, prefix=f".{destination.name}.", suffix=".part",
+            delete=False,
+        )
+    except OSError as error:
+        raise DownloadError(
+            f"cannot write the download of {url} into {destination.parent}: {error}; "
+            "pass a writable data_dir"
+        ) from None
     try:
         digest = hashlib.md5(usedforsecurity=False)
         received = 0

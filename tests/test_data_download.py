@@ -166,3 +166,12 @@ def test_no_download_without_permission(server, tmp_path):
     with pytest.raises(DataNotFoundError, match="download=True"):
         dm.setup()
     assert _Handler.requests == []
+
+
+def test_unwritable_destination_is_a_clear_error(server, tmp_path):
+    base_url, served = server
+    (served / "file.bin").write_bytes(b"z")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(DownloadError, match="pass a writable data_dir"):
+        download_file(f"{base_url}/file.bin", blocker / "sub" / "file.bin", "0" * 32)
