@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,23 +129,23 @@ def load_logdir(logdir: str | Path, studies: list[str] | None = None) -> list[St
 
 
 def read_scalars(run: Run, tags: frozenset[str]) -> None:
-    """Fill ``run.scalars`` with the scalars of ``tags`` (steps, values).
+    """Fill ``run.scalars`` with the scalars of ``tags`` as (steps, values).
 
-    Event files are read with TensorBoard's own loader; a damaged file is logged
-    and whatever was read before the damage is kept.
+    Events are decoded with TensorBoard's own ``Event`` protobuf; the record
+    framing is read by :func:`event_records` rather than TensorBoard's loader,
+    whose pure-Python CRC check (used when TensorFlow is absent) costs some 30x
+    the decoding. A truncated or damaged file keeps what was read before the
+    damage.
     """
     if run.scalars or run.event_dir is None or not run.event_dir.is_dir():
         return  # already read (through another membership of the same run)
-    from tensorboard.backend.event_processing.event_file_loader import (
-        LegacyEventFileLoader,
-    )
+    from tensorboard.compat.proto.event_pb2 import Event
 
     points: dict[str, dict[int, float]] = {}
     for path in sorted(run.event_dir.rglob("events.out.tfevents.*")):
         try:
-            for event in LegacyEventFileLoader(str(path)).Load():
-                if not event.HasField("summary"):
-                    continue
+            for record in event_records(path.read_bytes()):
+                event = Event.FromString(record)
                 for value in event.summary.value:
                     if value.tag not in tags:
                         continue
@@ -154,12 +156,28 @@ def read_scalars(run: Run, tags: frozenset[str]) -> None:
                     else:
                         continue
                     points.setdefault(value.tag, {})[int(event.step)] = number
-        except Exception as error:  # a truncated file from a killed run
+        except Exception as error:  # a damaged file from a killed run
             log.warning("could not read all of %s: %s", path, error)
     for tag, by_step in points.items():
         steps = np.fromiter(sorted(by_step), dtype=float)
         values = np.array([by_step[int(s)] for s in steps], dtype=float)
         run.scalars[tag] = (steps, values)
+
+
+def event_records(data: bytes) -> Iterator[bytes]:
+    """The records of a TFRecord file: each is a little-endian uint64 length, a
+    4-byte checksum of the length, the payload and a 4-byte checksum of the
+    payload. Checksums are not verified; a record cut short ends the file."""
+    offset, size = 0, len(data)
+    while offset + 12 <= size:
+        (length,) = struct.unpack_from("<Q", data, offset)
+        start = offset + 12
+        end = start + length
+        if end + 4 > size:
+            log.warning("event file ends inside a record (a run killed mid-write)")
+            return
+        yield data[start:end]
+        offset = end + 4
 
 
 def _looks_like_study(folder: Path) -> bool:

@@ -99,12 +99,20 @@ def plan(scale: str) -> dict[str, list[Planned]]:
 
 def make_logdir(root: str | Path, scale: str = "small", seeds: int = 3,
                 epochs: int = 4, steps_per_epoch: int = 40,
-                plant_problems: bool = True) -> Path:
-    """Write every study under ``root``; returns ``root``."""
+                plant_problems: bool = True,
+                studies: tuple[str, ...] | None = None, detail: int = 0) -> Path:
+    """Write every study (or those named) under ``root``; returns ``root``.
+
+    ``detail`` > 0 adds, at each logged step, per-parameter scalars for that many
+    parameter tensors and an effective-lr histogram, as the real instruments do
+    (for the benchmark: the report must skip what it does not need quickly).
+    """
     from torch.utils.tensorboard import SummaryWriter
 
     root = Path(root)
     for study, planned in plan(scale).items():
+        if studies is not None and study not in studies:
+            continue
         folder = root / study
         folder.mkdir(parents=True, exist_ok=True)
         summaries, ids = [], []
@@ -122,7 +130,7 @@ def make_logdir(root: str | Path, scale: str = "small", seeds: int = 3,
                 if not failed:
                     writer = SummaryWriter(log_dir=str(run_dir))
                     _events(writer, p, seed, epochs, steps_per_epoch,
-                            summary["result"]["history"], summary["status"])
+                            summary["result"]["history"], summary["status"], detail)
                     writer.close()
                 summary["log_dir"] = f"{study}/{run_id}"
                 (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -225,7 +233,7 @@ def _numeric_batch(p: Planned) -> float:
 
 
 def _events(writer, p: Planned, seed: int, epochs: int, steps_per_epoch: int,
-            history: list[dict], status: str) -> None:
+            history: list[dict], status: str, detail: int = 0) -> None:
     rng = np.random.default_rng(seed)
     per_epoch = _steps_per_epoch(p, steps_per_epoch)
     total = max(len(history), 1) * per_epoch
@@ -234,6 +242,12 @@ def _events(writer, p: Planned, seed: int, epochs: int, steps_per_epoch: int,
     mu = float(p.x) if p.x_name == "momentum" else 0.9
     for step in range(0, total, every):
         t = step / max(total, 1)
+        for k in range(detail):
+            for group in ("grad_norm", "update", "update/ratio", "momentum/norm",
+                          "momentum/grad_cosine", "effective_lr/median"):
+                writer.add_scalar(f"{group}/layer{k}.weight", rng.random(), step)
+        if detail:
+            writer.add_histogram("effective_lr/log10", rng.normal(-3, 1, 4096), step)
         loss = 2.3 * math.exp(-p.rate * 2 * t) + 0.2 + abs(rng.normal(0, 0.03))
         writer.add_scalar("train/loss", loss, step)
         writer.add_scalar("grad_norm/global", 2.0 * math.exp(-t) + rng.random() * .1,
