@@ -80,10 +80,12 @@ class CNN(ImageClassifier):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        x = self.pool(F.relu(self.conv1(x)))
-        x = self.pool(F.relu(self.conv2(x)))
-        x = self.pool(F.relu(self.conv3(x)))
+        # relu(maxpool(z)) == maxpool(relu(z)) since relu is monotone; pooling first
+        # applies the ReLU (and its backward) to a quarter of the elements. In place
+        # is safe: convolution and linear backward need their inputs, not outputs.
+        for conv in (self.conv1, self.conv2, self.conv3):
+            x = F.relu(self.pool(conv(x)), inplace=True)
         x = x.flatten(1)
         for layer in self.head[:-1]:
-            x = F.relu(layer(x))
+            x = F.relu(layer(x), inplace=True)
         return self.head[-1](x)

@@ -148,3 +148,18 @@ def test_lr_factor(schedule, warmup, total, step, expected):
 def test_unknown_schedule_is_named():
     with pytest.raises(ValueError, match="schedule='linear'"):
         lr_factor(3, schedule="linear", warmup_steps=0, total_steps=10)
+
+
+@pytest.mark.parametrize("arch", ["default", "cifar10_3c3d"])
+def test_cnn_matches_conv_relu_pool_reference(arch):
+    # the forward pools before the ReLU; the function must be conv -> ReLU -> pool
+    torch.manual_seed(0)
+    model = CNN(arch=arch, channels_last=False)
+    x = torch.randn(4, 3, 32, 32)
+    h = x
+    for conv in (model.conv1, model.conv2, model.conv3):
+        h = model.pool(torch.relu(conv(h)))
+    h = h.flatten(1)
+    for layer in model.head[:-1]:
+        h = torch.relu(layer(h))
+    torch.testing.assert_close(model(x), model.head[-1](h))
