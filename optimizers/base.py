@@ -31,7 +31,7 @@ Betas: TypeAlias = tuple[float, float]
 # Quantiles of the element-wise effective learning rate come from a fixed strided
 # sample of at most this many elements per parameter tensor (exact below it); the
 # mean, min and max are always exact. See ``NOTE(sampled-quantiles)`` below.
-QUANTILE_SAMPLE = 2048
+QUANTILE_SAMPLE = 1024
 
 _SUMMARY_KEYS = ("mean", "median", "p5", "p95", "min", "max")
 
@@ -126,21 +126,21 @@ class GroupStats:
     """Collects one param group's statistics while its step runs.
 
     The update code hands over what it already has: the gradient it used, the
-    momentum buffer, and either the scalar learning rate (SGD family) or the
-    element-wise effective learning rate (adaptive methods). Norms of several lists
-    are taken in one ``_foreach_norm`` call when the step ends.
+    momentum buffer, the direction it moved in, and either the scalar learning rate
+    (SGD family) or the denominator ``sqrt(v_hat) + eps`` (adaptive methods). Each
+    list's norms are taken once, even when one list plays two parts.
     """
 
     def __init__(self, index: int, params: list[Tensor]) -> None:
         self.index = index
         self.params = params
-        self.param_norm = torch._foreach_norm(params)  # before the update
-        self.grad_norm: Sequence[Tensor] | None = None
-        self.update_norm: Sequence[Tensor] | None = None
-        self.momentum_norm: Sequence[Tensor] | None = None
+        self.param_norm = _stacked_norms(params)  # before the update
+        self.grad_norm: Tensor | None = None
+        self.update_norm: Tensor | None = None
+        self.momentum_norm: Tensor | None = None
         self.effective_lr: dict[str, Tensor] = {}
         self.effective_lr_values: list[Tensor] | None = None
-        self._cache: dict[int, tuple[list[Tensor], list[Tensor]]] = {}
+        self._norms_of: dict[int, tuple[list[Tensor], Tensor]] = {}
 
     def gradient(self, grads: list[Tensor]) -> None:
         """The gradient the step used, after weight decay."""
@@ -150,17 +150,9 @@ class GroupStats:
         """The momentum buffer (first moment for Adam) after this step's update."""
         self.momentum_norm = self._norms(buffers)
 
-    def update(self, direction: list[Tensor], scale: float | list[float]) -> None:
-        """The applied change is ``scale * direction`` (per tensor when a list)."""
-        self.update_norm = torch._foreach_mul(self._norms(direction), scale)
-
-    def _norms(self, tensors: list[Tensor]) -> list[Tensor]:
-        # The same list is often two things at once (heavy ball: the buffer is the
-        # direction), so each list's norms are taken once.
-        key = id(tensors)
-        if key not in self._cache:
-            self._cache[key] = (tensors, torch._foreach_norm(tensors))
-        return self._cache[key][1]
+    def update(self, direction: list[Tensor], scale: float) -> None:
+        """The applied change is ``scale * direction``."""
+        self.update_norm = self._norms(direction) * scale
 
     def scalar_lr(self, lr: float, momentum: float) -> None:
         """SGD family: ``lr`` and the steady-state ``lr / (1 - momentum)``."""
@@ -176,14 +168,15 @@ class GroupStats:
     ) -> list[Tensor]:
         """Adaptive methods: record and return the element-wise ``lr_t / denom``.
 
-        ``denom`` is the step's ``sqrt(v_hat) + eps``; ``lr_t`` one number per tensor
-        when it differs between tensors (Adam's bias correction, Adagrad's decay).
+        ``denom`` is the step's own ``sqrt(v_hat) + eps``, which the step no longer
+        needs: it becomes the effective learning rate in place (no new memory).
+        ``lr_t`` is one number per tensor where it differs between tensors.
         """
-        values = torch._foreach_reciprocal(denom)
-        torch._foreach_mul_(values, lr_t)
-        self.effective_lr_values = values
-        self.effective_lr = summarise(values)
-        return values
+        torch._foreach_reciprocal_(denom)
+        torch._foreach_mul_(denom, lr_t)
+        self.effective_lr_values = denom
+        self.effective_lr = summarise(denom)
+        return denom
 
     def elementwise_update(self, direction: list[Tensor], lr: list[Tensor]) -> None:
         """The applied change is ``lr * direction`` element by element."""
@@ -198,6 +191,21 @@ class GroupStats:
         self.update_norm = self._norms(torch._foreach_sub(self.params, self._before))
         del self._before
 
+    def _norms(self, tensors: list[Tensor]) -> Tensor:
+        # The same list is often two things at once (heavy ball: the buffer is the
+        # direction), so each list's norms are taken once. The cache holds the list
+        # itself, so its id cannot be reused while the cache lives.
+        key = id(tensors)
+        if key not in self._norms_of:
+            self._norms_of[key] = (tensors, _stacked_norms(tensors))
+        return self._norms_of[key][1]
+
+
+def _stacked_norms(tensors: list[Tensor]) -> Tensor:
+    norms = torch._foreach_norm(tensors)
+    device = norms[0].device
+    return torch.stack([n if n.device == device else n.to(device) for n in norms])
+
 
 def _dtype(tensors: Sequence[Tensor]) -> torch.dtype:
     return tensors[0].dtype if tensors[0].is_floating_point() else torch.float32
@@ -207,23 +215,55 @@ def summarise(values: list[Tensor]) -> dict[str, Tensor]:
     """Mean, median, 5th/95th percentile, min and max of each tensor, as vectors.
 
     NOTE(sampled-quantiles): mean, min and max are exact. The three quantiles are
-    exact for tensors of at most ``QUANTILE_SAMPLE`` elements; larger tensors use a
-    fixed sample of that many elements taken with a prime stride (prime, so that it
-    does not line up with the tensor's inner dimensions), because sorting every
-    element would cost many times the step itself.
+    exact (linear interpolation, as ``torch.quantile``) for tensors of at most
+    ``QUANTILE_SAMPLE`` elements; larger tensors use a fixed sample of that many
+    elements taken with a prime stride (prime, so that it does not line up with the
+    tensor's inner dimensions), because sorting every element would cost many times
+    the step itself.
     """
-    numel = torch.tensor([v.numel() for v in values], dtype=values[0].dtype)
-    mean = torch.stack(torch._foreach_norm(values, 1)) / numel.to(values[0].device)
-    low = torch.stack(torch._foreach_norm(values, -math.inf))
-    high = torch.stack(torch._foreach_max(values))
+    mean = torch.stack([v.mean() for v in values])
+    low, high = (torch.stack(side) for side in
+                 zip(*(torch.aminmax(v) for v in values), strict=True))
     samples = [_sample(v.reshape(-1)) for v in values]
-    padded = torch.nn.utils.rnn.pad_sequence(
-        samples, batch_first=True, padding_value=math.nan
+    # Pad every sample to one width with +inf (sorted last, never selected), sort
+    # all rows at once, then interpolate at positions fixed by the sample sizes.
+    padded = torch.nn.utils.rnn.pad_sequence(samples, batch_first=True,
+                                             padding_value=math.inf)
+    ordered = padded.sort(dim=1).values
+    lower, upper, weight = _quantile_positions(
+        tuple(s.numel() for s in samples), padded.device, padded.dtype
     )
-    q = torch.tensor([0.5, 0.05, 0.95], dtype=padded.dtype, device=padded.device)
-    median, p5, p95 = torch.nanquantile(padded, q, dim=1)
+    below = ordered.gather(1, lower)
+    median, p5, p95 = (below + (ordered.gather(1, upper) - below) * weight).T
     return {"mean": mean, "median": median, "p5": p5, "p95": p95, "min": low,
             "max": high}
+
+
+_QUANTILE_LEVELS = (0.5, 0.05, 0.95)
+_POSITIONS: dict[tuple, tuple[Tensor, Tensor, Tensor]] = {}
+
+
+def _quantile_positions(
+    sizes: tuple[int, ...], device: torch.device, dtype: torch.dtype
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gather indices and weights of the quantile levels for rows of these sizes.
+
+    Cached per layout, so the copy to the device happens once, not every step.
+    """
+    key = (sizes, device, dtype)
+    if key not in _POSITIONS:
+        lower, upper, weight = [], [], []
+        for n in sizes:
+            rows = [(n - 1) * q for q in _QUANTILE_LEVELS]
+            lower.append([math.floor(r) for r in rows])
+            upper.append([math.ceil(r) for r in rows])
+            weight.append([r - math.floor(r) for r in rows])
+        _POSITIONS[key] = (
+            torch.tensor(lower, device=device),
+            torch.tensor(upper, device=device),
+            torch.tensor(weight, device=device, dtype=dtype),
+        )
+    return _POSITIONS[key]
 
 
 def _sample(flat: Tensor) -> Tensor:
@@ -251,23 +291,17 @@ def _assemble(groups: list[GroupStats]) -> StepStats | None:
         return None
     device = groups[0].params[0].device
 
-    def cat(parts: list[Sequence[Tensor] | None]) -> Tensor:
-        filled = []
-        for part, group in zip(parts, groups, strict=True):
-            if part is None:
-                part = [torch.full((), math.nan, device=device)] * len(group.params)
-            filled.extend(t.to(device) for t in part)
-        return torch.stack(filled)
-
-    has_momentum = any(g.momentum_norm is not None for g in groups)
-    keys = list(dict.fromkeys(k for g in groups for k in g.effective_lr))
-    effective_lr = {}
-    for key in keys:
-        effective_lr[key] = torch.cat([
-            g.effective_lr[key].to(device) if key in g.effective_lr
-            else torch.full((len(g.params),), math.nan, device=device)
-            for g in groups
+    def cat(parts: list[Tensor | None]) -> Tensor:
+        if len(parts) == 1 and parts[0] is not None:
+            return parts[0]
+        return torch.cat([
+            torch.full((len(g.params),), math.nan, device=device) if part is None
+            else part.to(device)
+            for part, g in zip(parts, groups, strict=True)
         ])
+
+    keys = list(dict.fromkeys(k for g in groups for k in g.effective_lr))
+    has_momentum = any(g.momentum_norm is not None for g in groups)
     values = [v for g in groups for v in (g.effective_lr_values or [])]
     return StepStats(
         params=[p for g in groups for p in g.params],
@@ -276,7 +310,7 @@ def _assemble(groups: list[GroupStats]) -> StepStats | None:
         update_norm=cat([g.update_norm for g in groups]),
         param_norm=cat([g.param_norm for g in groups]),
         momentum_norm=cat([g.momentum_norm for g in groups]) if has_momentum else None,
-        effective_lr=effective_lr,
+        effective_lr={k: cat([g.effective_lr.get(k) for g in groups]) for k in keys},
         effective_lr_values=values or None,
     )
 
@@ -320,6 +354,21 @@ class Optimizer(torch.optim.Optimizer):
                     f"(got a {p.dtype} tensor of shape {tuple(p.shape)})"
                 )
         super().add_param_group(param_group)
+
+    def scratch(self, params: list[Tensor]) -> list[Tensor]:
+        """One work tensor per parameter, kept between steps (not part of the state).
+
+        Its contents are undefined on entry; an update writes a temporary into it
+        with ``out=`` instead of allocating a model-sized tensor every step.
+        """
+        buffers = self.__dict__.setdefault("_scratch", {})
+        work = []
+        for p in params:
+            buffer = buffers.get(p)
+            if buffer is None or buffer.shape != p.shape or buffer.dtype != p.dtype:
+                buffer = buffers[p] = torch.empty_like(p)
+            work.append(buffer)
+        return work
 
     # -- instruments -----------------------------------------------------------------
 

@@ -114,14 +114,21 @@ class SGD(Optimizer):
         if lam != 0:
             grads = torch._foreach_add(grads, params, alpha=lam)
 
-        # (2) momentum buffer, (3) direction
+        # (2) momentum buffer
         d = grads
         if mu != 0:
             b, b_old, g_old = _momentum_buffers(states, grads)
             if b_old:
                 torch._foreach_mul_(b_old, mu)
                 torch._foreach_add_(b_old, g_old, alpha=1 - tau)
-            d = torch._foreach_add(grads, b, alpha=mu) if group["nesterov"] else b
+            d = b
+
+        # (3) Nesterov direction, written into buffers kept between steps: a new
+        # model-sized tensor every step costs more than the arithmetic on a CPU
+        if group["nesterov"]:
+            d = self.scratch(params)
+            for d_i, g_i, b_i in zip(d, grads, b, strict=True):
+                torch.add(g_i, b_i, alpha=mu, out=d_i)
 
         if stats is not None:
             stats.gradient(grads)
