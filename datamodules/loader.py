@@ -79,7 +79,7 @@ class BatchLoader:
         if self.shuffle:
             order = torch.randperm(n, generator=self.generator).to(device)
             if self.indices is not None:
-                order = self.indices[order]
+                order = self.indices.index_select(0, order)
         elif self.indices is not None:
             order = self.indices
         if self.augment:
@@ -94,14 +94,16 @@ class BatchLoader:
                 x, y = self.images[start:stop], self.labels[start:stop]
             else:
                 rows = order[start:stop]
-                x, y = self.images[rows], self.labels[rows]
+                # index_select copies whole rows; x[rows] goes element by element
+                x = self.images.index_select(0, rows)
+                y = self.labels.index_select(0, rows)
             if self.augment:
                 x = crop_and_flip(x, offsets[start:stop], flips[start:stop])
             yield self.to_float(x), y
 
     def to_float(self, x: Tensor) -> Tensor:
-        """uint8 batch -> normalised float32 batch."""
-        return torch.addcmul(self._shift, x.to(torch.float32), self._scale)
+        """uint8 batch -> normalised float32 batch: ``x * scale + shift``."""
+        return x.to(torch.float32).mul_(self._scale).add_(self._shift)
 
 
 def crop_and_flip(x: Tensor, offsets: Tensor, flips: Tensor) -> Tensor:
