@@ -392,7 +392,8 @@ def train(
         final_train_acc=last.get("train_acc"),
         final_val_loss=val.get("loss"),
         global_step=trainer.global_step,
-        epochs_completed=len(history),
+        # a diverged run's last history row is the epoch it broke off
+        epochs_completed=len(history) - (1 if diverged_step is not None else 0),
         wall_time_s=time.perf_counter() - started,
         samples_per_s=model.train_samples / seconds if seconds > 0 else None,
         per_class_test_acc=test.get("per_class_acc"),
@@ -646,7 +647,13 @@ def main(args: argparse.Namespace) -> int:
         return 2
     log.info("training %s/%s with %s %s", config.model, config.arch,
              config.optimizer, config.hparams)
-    result = train(config)
+    from datamodules.errors import DataFormatError, DataNotFoundError, DownloadError
+
+    try:
+        result = train(config)
+    except (DataNotFoundError, DataFormatError, DownloadError) as error:
+        print(f"optimlab train: error: {error}", file=sys.stderr)
+        return 2
     lines = [
         f"status:          {result.status}"
         + (f" at step {result.diverged_step}" if result.diverged else ""),

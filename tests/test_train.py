@@ -199,6 +199,7 @@ def test_diverging_run_stops_at_once_and_is_recorded(tiny, lr):
     assert result.diverged_step is not None
     # stopped right there: the diverged step itself was refused
     assert result.global_step == result.diverged_step
+    assert result.epochs_completed == result.diverged_step // 16  # 16 steps/epoch
     assert result.test_acc is None
     assert json.dumps(result.to_dict())  # JSON-safe even with NaN inside
 
@@ -282,6 +283,16 @@ def test_cli_bad_flags_are_named(argv, match, capsys):
         code, err = stop.code, capsys.readouterr().err
     assert code == 2
     assert match in err
+
+
+def test_cli_missing_data_is_a_clean_error(tmp_path, capsys):
+    code, _, err = _run_cli(
+        ["--data-dir", str(tmp_path / "nowhere"), "--logdir", str(tmp_path),
+         "--no-progress-bar"],
+        capsys,
+    )
+    assert code == 2
+    assert "nowhere" in err and "Traceback" not in err
 
 
 def test_yaml_config_replaces_flags_and_flags_win(tmp_path, real_data_dir):
