@@ -106,7 +106,7 @@ def run_id(config: Mapping[str, Any], label: str = "") -> str:
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"),
                            default=_jsonable)
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:10]
-    slug = re.sub(r"[^A-Za-z0-9.+=-]+", "-", label).strip("-")[:60]
+    slug = re.sub(r"[^A-Za-z0-9._+=-]+", "-", label).strip("-_")[:60]
     return f"{slug}-{digest}" if slug else digest
 
 

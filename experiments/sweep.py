@@ -90,10 +90,6 @@ class StudyPlan:
     runs: list[RunSpec] = field(default_factory=list)
 
 
-# ---------------------------------------------------------------------------
-# command line
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "study", help=f"one of {', '.join(STUDIES)}, or all", metavar="STUDY"
@@ -149,10 +145,6 @@ def main(args: argparse.Namespace) -> int:
         return 0
     outcome = run_sweep(plans, Path(args.logdir), placement)
     return 1 if outcome.failed else 0
-
-
-# ---------------------------------------------------------------------------
-# planning
 
 
 def train_backend() -> tuple[dict[str, Any], Callable[[dict[str, Any]], dict]]:
@@ -278,7 +270,12 @@ def _label(planned: PlannedRun, config: Mapping[str, Any]) -> str:
         for name, value in ((planned.x_name, planned.x), (planned.y_name, planned.y))
         if name
     ]
-    pieces = [] if any(planned.series in s for s in swept) else [planned.series]
+    # The series is left out where the swept values already say it ("beta1=0.9"
+    # in the beta1 part, "beta1=0_beta2=0.99" in the grid's "beta2=0.99" curve).
+    redundant = planned.series in swept or (
+        planned.series == planned.x_name and planned.series != config.get("optimizer")
+    )
+    pieces = [] if redundant else [planned.series]
     return "_".join([*pieces, *swept, f"s{config.get('seed', 0)}"])
 
 
@@ -331,10 +328,6 @@ def write_study_files(plans: Sequence[StudyPlan], logdir: Path) -> None:
                              [spec.run_id for spec in plan.runs])
 
 
-# ---------------------------------------------------------------------------
-# placement: workers, threads, devices
-
-
 @dataclass(frozen=True)
 class Placement:
     accelerator: str  # "cpu" or "gpu"
@@ -369,10 +362,6 @@ def choose_placement(accelerator: str, workers: int | None) -> Placement:
         return Placement("gpu", count, max(1, cpus // count), tuple(range(gpus)))
     count = workers or min(cpus, MAX_DEFAULT_CPU_WORKERS)
     return Placement("cpu", count, max(1, cpus // count))
-
-
-# ---------------------------------------------------------------------------
-# one run (runs inside a worker process)
 
 
 def train_with_lightning(config: dict[str, Any]) -> dict[str, Any]:
@@ -430,6 +419,7 @@ def _train_and_record(spec: RunSpec, trainer: Trainer, directory: Path) -> dict:
     }
     runstore.atomic_write_json(directory / runstore.CONFIG, provenance)
     clock = time.monotonic()
+    cpu_clock = time.process_time()  # a worker trains one run at a time
     error = error_trace = None
     result: dict[str, Any] = {}
     try:
@@ -447,6 +437,7 @@ def _train_and_record(spec: RunSpec, trainer: Trainer, directory: Path) -> dict:
         error_trace = traceback.format_exc(limit=-12)
         result = {}
     wall = time.monotonic() - clock
+    cpu_seconds = time.process_time() - cpu_clock
     result.setdefault("wall_time_s", wall)
     steps = epochs = seconds = None
     if status == "done":
@@ -472,6 +463,7 @@ def _train_and_record(spec: RunSpec, trainer: Trainer, directory: Path) -> dict:
         "seconds_to_target": seconds,
         "result": result,
         "log_dir": _relative_log_dir(result.get("log_dir"), spec),
+        "cpu_time_s": cpu_seconds,
         "versions": provenance["versions"],
         "git_commit": commit,
         "git_dirty": dirty,
@@ -496,10 +488,6 @@ def _relative_log_dir(log_dir: Any, spec: RunSpec) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-# ---------------------------------------------------------------------------
-# worker processes
 
 
 def _init_worker(threads: int, devices: Any, trainer: Trainer | None) -> None:
@@ -544,10 +532,6 @@ def _die_with_parent() -> None:
         return
     if os.getppid() == 1:  # the parent died before prctl took effect
         os._exit(1)
-
-
-# ---------------------------------------------------------------------------
-# the sweep
 
 
 @dataclass

@@ -93,6 +93,7 @@ def test_sweep_records_every_run_once_and_skips_ended(tmp_path):
         assert run["series"] == run["config"]["optimizer"]
         assert run["versions"]["torch"] and run["started_at"] <= run["ended_at"]
         assert run["log_dir"] == f"adaptive-lr/{run['run_id']}"
+        assert run["cpu_time_s"] >= 0
         if lr == RAISES_LR:
             assert run["status"] == "failed"
             assert run["error"] == "RuntimeError: unlucky learning rate"
