@@ -57,12 +57,19 @@ SUBMISSIONS: dict[str, tuple[str, str, str | None]] = {
 }
 
 # The correct SGD serves all three SGD algorithms.
-CORRECT_EXTRA = [("correct_sgd", "StudentSGD", "momentum"),
-                 ("correct_sgd", "StudentSGD", "nesterov")]
+CORRECT_EXTRA = [
+    ("correct_sgd", "StudentSGD", "momentum"),
+    ("correct_sgd", "StudentSGD", "nesterov"),
+]
 
-TORCH_CLASSES = [("sgd", torch.optim.SGD), ("momentum", torch.optim.SGD),
-                 ("nesterov", torch.optim.SGD), ("adagrad", torch.optim.Adagrad),
-                 ("rmsprop", torch.optim.RMSprop), ("adam", torch.optim.Adam)]
+TORCH_CLASSES = [
+    ("sgd", torch.optim.SGD),
+    ("momentum", torch.optim.SGD),
+    ("nesterov", torch.optim.SGD),
+    ("adagrad", torch.optim.Adagrad),
+    ("rmsprop", torch.optim.RMSprop),
+    ("adam", torch.optim.Adam),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +102,8 @@ def test_catalogue_covers_all_six_algorithms_with_explanations():
         assert len(mistake.explanation) > 120, mistake.name
         assert "=" in mistake.equation, mistake.name
         assert mistake.title and mistake.name.startswith(
-            ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"))
+            ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
+        )
 
 
 @pytest.mark.parametrize("stem", sorted(SUBMISSIONS))
@@ -123,8 +131,9 @@ def test_correct_sgd_passes_momentum_and_nesterov(stem, class_name, algorithm):
     assert result.passed, result.format()
 
 
-@pytest.mark.parametrize(("algorithm", "cls"), TORCH_CLASSES,
-                         ids=[a for a, _ in TORCH_CLASSES])
+@pytest.mark.parametrize(
+    ("algorithm", "cls"), TORCH_CLASSES, ids=[a for a, _ in TORCH_CLASSES]
+)
 def test_torch_optim_passes(algorithm, cls):
     result = check_class(cls, algorithm)
     assert result.passed, result.format()
@@ -157,7 +166,8 @@ def test_first_difference_is_located():
     assert mismatch.step == 1  # bias correction matters from the first step
     assert mismatch.parameter.split("[")[0] in {"W1", "b1", "W2", "b2"}
     assert mismatch.difference == pytest.approx(
-        abs(mismatch.submitted - mismatch.expected))
+        abs(mismatch.submitted - mismatch.expected)
+    )
     assert "first differs after step 1" in trajectory.detail
 
 
@@ -190,7 +200,7 @@ def test_state_dict_round_trip_failure_is_caught():
     prop = next(p for p in result.properties if p.name == "state_dict")
     assert not prop.passed
     assert "restored run vs uninterrupted" in prop.detail
-    assert prop.detail.count("after step 7") == 1  # first step after the reload
+    assert prop.detail.count("after step 6") == 1  # first step after the reload
 
 
 def test_unsupported_flag_is_skipped_not_failed():
@@ -214,8 +224,17 @@ def test_unsupported_flag_is_skipped_not_failed():
 
 
 def test_hparams_override_and_bad_hparams():
-    result = check_class(torch.optim.Adam, "adam", {"lr": 0.003})
-    assert result.passed
+    result = check_class(torch.optim.Adam, "adam", {"lr": 0.003, "betas": (0.9, 0.99)})
+    assert result.passed, result.format()
+    wrong = check_class(
+        load("adam_no_bias_correction", "MyAdam"),
+        "adam",
+        {"lr": 0.02, "betas": (0.9, 0.99)},
+    )
+    assert [d.name for d in wrong.matched] == ["adam_no_bias_correction"]
+    mismatch = wrong.properties[0].mismatch
+    assert mismatch.scenario == "trajectory[lr=0.02,betas=(0.9,0.99)]"
+    assert mismatch.step == 1
     with pytest.raises(ValueError, match="lr"):
         check_class(torch.optim.Adam, "adam", {"lr": -1.0})
     with pytest.raises(ValueError, match="--as"):

@@ -92,7 +92,7 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
     ),
 }
 
-TRAJECTORY_STEPS = 20
+TRAJECTORY_STEPS = 12
 
 
 def setting_label(settings: Settings) -> str:
@@ -119,7 +119,7 @@ def build_scenarios(
     settings = [base] + [{**base, **v, **overrides} for v in spec.variations]
     scenarios = [
         Scenario(
-            name=f"trajectory[{setting_label({k: v for k, v in s.items()})}]",
+            name=f"trajectory[{setting_label(s)}]",
             prop="trajectory",
             problem="mlp",
             settings=(s,),
@@ -134,7 +134,7 @@ def build_scenarios(
             prop="trajectory",
             problem="quadratic",
             settings=({**base, "lr": spec.convex_lr},),
-            steps=60,
+            steps=40,
         ),
         Scenario(
             name="hand-set state",
@@ -148,14 +148,14 @@ def build_scenarios(
             prop="param_groups",
             problem="mlp",
             settings=(base, second),
-            steps=15,
+            steps=10,
         ),
         Scenario(
             name="lr changed between steps",
             prop="hparams_changed",
             problem="mlp",
             settings=(base,),
-            steps=15,
+            steps=10,
             lr_factor=0.8,
         ),
         Scenario(
@@ -163,15 +163,15 @@ def build_scenarios(
             prop="state_dict",
             problem="mlp",
             settings=(base,),
-            steps=12,
-            reload_at=6,
+            steps=10,
+            reload_at=5,
         ),
         Scenario(
             name="no gradient on odd steps",
             prop="no_grad_untouched",
             problem="mlp",
             settings=(base,),
-            steps=12,
+            steps=8,
             intermittent=True,
         ),
     ]

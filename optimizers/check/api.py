@@ -23,6 +23,7 @@ from optimizers.check.scenarios import (
     Scenario,
     Settings,
     run_scenario,
+    tuples,
 )
 
 Records = dict[str, dict[str, Any]]
@@ -59,6 +60,9 @@ def check(
     spec = get_spec(algorithm)
     scenarios = build_scenarios(algorithm, hparams)
     reference_records(algorithm, hparams)  # refuse bad --hparams before starting
+    label = f"{os.fspath(file)}:{class_name}"
+    if not os.path.isfile(file):
+        return CheckResult(label, algorithm, "error", error=f"{file}: no such file")
     outcome = run_child(
         file,
         class_name,
@@ -67,7 +71,6 @@ def check(
         timeout=timeout,
         memory_mb=memory_mb,
     )
-    label = f"{os.fspath(file)}:{class_name}"
     if outcome.status != "ok":
         result = CheckResult(label, algorithm, "error", error=outcome.error)
     else:
@@ -307,7 +310,7 @@ def _extra_checks(
 
 @lru_cache(maxsize=16)
 def _cached_records(kind: str, name: str, algorithm: str, hparams_json: str) -> Records:
-    hparams = json.loads(hparams_json)
+    hparams = tuples(json.loads(hparams_json))
     scenarios = build_scenarios(algorithm, hparams)
     if kind == "reference":
         factory = reference_factory(algorithm)

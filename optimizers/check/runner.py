@@ -26,6 +26,7 @@ from optimizers.check.scenarios import Scenario
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 _TAIL = 4000
+STARTUP_LIMIT_S = 120.0  # torch import and warm-up, before the submission's clock
 
 
 @dataclass
@@ -86,6 +87,7 @@ def run_child(
             p for p in (str(_REPO_ROOT), env.get("PYTHONPATH", "")) if p
         )
         env.setdefault("OMP_NUM_THREADS", "1")
+        env["PYTHONUNBUFFERED"] = "1"  # keep what it printed before a kill
         start = time.monotonic()
         with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
             proc = subprocess.Popen(
@@ -98,12 +100,7 @@ def run_child(
                 start_new_session=True,
                 preexec_fn=_limits(timeout, memory_mb),
             )
-            timed_out = False
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                _kill_group(proc)
+            timed_out = _wait(proc, progress_path, timeout)
         seconds = time.monotonic() - start
         outcome = ChildOutcome(
             status="ok",
@@ -123,9 +120,35 @@ def run_child(
         return outcome
 
 
+def _wait(proc: subprocess.Popen[bytes], progress: Path, timeout: float) -> bool:
+    """Wait for the child; kill it and return True when it runs over.
+
+    The limit counts from the moment the child starts on the submission (its
+    progress file leaves the start-up phases), so torch's own start-up, which
+    takes seconds on a busy machine, is not charged to the submission; start-up
+    itself may take at most ``STARTUP_LIMIT_S``.
+    """
+    start = time.monotonic()
+    deadline = start + STARTUP_LIMIT_S + timeout
+    started = False
+    while True:
+        try:
+            proc.wait(timeout=0.05)
+            return False
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        if not started and _read(progress) not in (None, "", "importing torch"):
+            started = True
+            deadline = min(deadline, now + timeout)
+        if now >= deadline:
+            _kill_group(proc)
+            return True
+
+
 def _limits(timeout: float, memory_mb: int):
     memory = int(memory_mb) << 20
-    cpu = int(math.ceil(timeout)) + 5
+    cpu = int(math.ceil(timeout + STARTUP_LIMIT_S))
 
     def apply() -> None:  # runs in the child between fork and exec
         resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))

@@ -83,11 +83,11 @@ class Scenario:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Scenario:
         data = dict(data)
-        data["settings"] = tuple(_tuples(s) for s in data["settings"])
+        data["settings"] = tuple(tuples(s) for s in data["settings"])
         return cls(**data)
 
 
-def _tuples(settings: Settings) -> Settings:
+def tuples(settings: Settings) -> Settings:
     """JSON turns tuples (betas) into lists; turn them back."""
     return {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
 

@@ -8,4 +8,4 @@ class HungrySGD(torch.optim.Optimizer):
         super().__init__(params, dict(lr=lr, **kwargs))
 
     def step(self, closure=None):
-        self.hoard = [torch.ones(1 << 27) for _ in range(64)]  # 64 x 1 GiB
+        self.hoard = [torch.empty(1 << 28) for _ in range(64)]  # 64 x 1 GiB

@@ -1,0 +1,152 @@
+"""The grader end to end: child process, limits, exit codes, the CLI and --json.
+
+Each case here starts a child process (about 2 s: it imports torch), so the table
+is short; the identification of every mistake is in test_check_catalogue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from experiments.cli import main as optimlab
+from optimizers.check import check, runner
+from optimizers.check.child import _load_class, _LoadError
+
+SUBMISSIONS = Path(__file__).parent / "check_submissions"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = optimlab(["check", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# (file:class, --as, exit code, text that must appear in the output)
+CLI_CASES = [
+    ("returns_nan.py:NanSGD", "sgd", 1, "non-finite value"),
+    ("missing_file.py:X", "sgd", 2, "no such file"),
+]
+
+
+@pytest.mark.parametrize(
+    ("target", "algorithm", "code", "text"), CLI_CASES, ids=[c[0] for c in CLI_CASES]
+)
+def test_cli_exit_codes(capsys, target, algorithm, code, text):
+    got, out, err = run_cli(capsys, str(SUBMISSIONS / target), "--as", algorithm)
+    assert got == code, out + err
+    assert text in out + err
+
+
+def test_correct_submission_passes_with_json(capsys):
+    target = str(SUBMISSIONS / "correct_adam.py") + ":StudentAdam"
+    code, out, _ = run_cli(capsys, target, "--as", "adam", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["exit_code"] == 0 and data["status"] == "pass"
+    assert len(data["properties"]) == 8
+    assert all(p["passed"] for p in data["properties"])
+    assert data["diagnosis"] == [] and data["reference_distance"] <= 1e-8
+
+
+def test_import_error_names_the_line(capsys):
+    target = str(SUBMISSIONS / "raises_on_import.py") + ":BrokenSGD"
+    code, out, _ = run_cli(capsys, target, "--as", "sgd", "--json")
+    data = json.loads(out)
+    assert code == 2 and data["exit_code"] == 2 and data["status"] == "error"
+    assert "raised RuntimeError on import" in data["error"]
+    assert 'raises_on_import.py", line 5' in data["error"]
+    assert "optimizers/check" not in data["error"]  # only the submission's frames
+
+
+def test_infinite_loop_is_stopped_within_the_limit():
+    start = time.monotonic()
+    result = check(SUBMISSIONS / "loops_forever.py", "ForeverSGD", "sgd", timeout=3)
+    elapsed = time.monotonic() - start
+    assert result.exit_code == 2 and result.status == "error"
+    assert "time limit of 3 s" in result.error
+    assert "trajectory[lr=0.05]" in result.error  # where it hung
+    assert "starting step" in result.stdout  # its output was captured
+    # the limit counts from the submission's start; torch's start-up comes first
+    assert 3 <= result.seconds and elapsed < 3 + runner.STARTUP_LIMIT_S
+
+
+def test_memory_limit():
+    result = check(
+        SUBMISSIONS / "eats_memory.py", "HungrySGD", "sgd", timeout=30, memory_mb=1024
+    )
+    assert result.exit_code == 2, result.format()
+    assert "memory" in result.error.lower()
+
+
+def test_class_lookup_errors():
+    """The child's loader, called in-process: a missing class and a non-optimizer."""
+    path = str(SUBMISSIONS / "correct_sgd.py")
+    with pytest.raises(_LoadError, match="optimizer classes in the file: StudentSGD"):
+        _load_class(path, "NoSuchClass", torch.optim.Optimizer)
+    with pytest.raises(_LoadError, match="not a subclass of torch.optim.Optimizer"):
+        _load_class(path, "Optimizer", torch.nn.Module)
+
+
+def test_usage_errors(capsys):
+    code, _, err = run_cli(capsys, "no_colon.py", "--as", "sgd")
+    assert code == 2 and "FILE.py:ClassName" in err
+    target = str(SUBMISSIONS / "correct_sgd.py") + ":StudentSGD"
+    code, _, err = run_cli(capsys, target, "--as", "sgd", "--hparams", "lr")
+    assert code == 2 and "--hparams" in err and "key=value" in err
+    code, _, err = run_cli(capsys, target, "--as", "sgd", "--hparams", "lr=-1")
+    assert code == 2 and "lr" in err
+    code, _, err = run_cli(capsys, target, "--as", "sgd", "--timeout", "0")
+    assert code == 2 and "--timeout" in err
+    with pytest.raises(SystemExit) as exit_info:
+        optimlab(["check", "x.py:X", "--as", "adamax"])
+    assert exit_info.value.code == 2
+
+
+def test_console_command_json_diagnosis():
+    """The real command, as a course's grading script would call it."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.cli",
+            "check",
+            str(SUBMISSIONS / "sgd_weight_decay_without_lr.py") + ":DecaySGD",
+            "--as",
+            "sgd",
+            "--json",
+            "--hparams",
+            "lr=0.02",
+            "--timeout",
+            "60",
+            "--memory-mb",
+            "1500",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["status"] == "fail" and data["exit_code"] == 1
+    first, second = data["diagnosis"]
+    assert first["name"] == "sgd_weight_decay_without_lr" and first["matched"]
+    assert first["distance"] <= 1e-8 and first["explanation"]
+    assert (
+        first["equation"] == "theta_t = theta_{t-1} - gamma (g_t + lambda theta_{t-1})"
+    )
+    assert not second["matched"] and second["distance"] > 1e-6
+    trajectory = data["properties"][0]
+    assert trajectory["name"] == "trajectory" and not trajectory["passed"]
+    assert trajectory["mismatch"]["step"] == 1
+    assert trajectory["mismatch"]["scenario"] == "trajectory[lr=0.02,weight_decay=0.1]"
