@@ -135,9 +135,13 @@ class InstrumentCallback(pl.Callback, GradientProbe):
     # ---------------------------------------------------------------- the step
     def on_gradient(self, module, optimizer, total: int) -> None:
         step = module.trainer.global_step
+        instrumented = self._is_instrument_step(step)
+        before_instrumented = self._is_instrument_step(step + 1)
+        if not (instrumented or before_instrumented):
+            return
         params = [p for g in optimizer.param_groups for p in g["params"]
                   if p.grad is not None]
-        if self._is_instrument_step(step):
+        if instrumented:
             pending: dict[str, Any] = {"step": step, "params": params}
             grads = [p.grad for p in params]
             if self._prev_grads is not None and self._prev_step == step - 1:
@@ -155,7 +159,7 @@ class InstrumentCallback(pl.Callback, GradientProbe):
                 pending["fallback_grad_norm"] = torch.stack(torch._foreach_norm(grads))
                 pending["snapshot"] = [p.detach().clone() for p in params]
             self._pending = pending
-        if self._is_instrument_step(step + 1):
+        if before_instrumented:
             self._prev_grads = {id(p): p.grad.detach().clone() for p in params}
             self._prev_step = step
 
