@@ -109,20 +109,34 @@ class BatchLoader:
 def crop_and_flip(x: Tensor, offsets: Tensor, flips: Tensor) -> Tensor:
     """Random-crop with zero padding and horizontal flip, for a whole batch at once.
 
-    ``x`` is ``N x C x H x W``; image ``i`` is padded by ``CROP_PADDING`` zeros on
+    ``x`` is ``N x C x H x W``; image ``i`` is padded by ``p = CROP_PADDING`` zeros on
     every side and the ``H x W`` window whose top-left corner is ``offsets[i]``
-    (row, column, each in ``0 .. 2 * CROP_PADDING``) is kept, mirrored left-right
-    when ``flips[i]``. All images are gathered in one ``torch.gather``.
+    (row, column, each in ``0 .. 2p``) is kept, mirrored left-right when
+    ``flips[i]``.
+
+    How: the padded batch and its mirror image are written into one buffer ``B``;
+    ``R = as_strided(B, (len(B) - W + 1, W), (1, 1))`` views every ``W``-byte run of
+    ``B`` as a row. Cropping (and flipping, since the crop of a mirror image at
+    column ``2p - dx`` is the mirror of the crop at ``dx``) is then one
+    ``index_select`` of the ``N * C * H`` rows that make up the output.
     """
     n, c, h, w = x.shape
     p = CROP_PADDING
-    padded = x.new_zeros((n, c, h + 2 * p, w + 2 * p))
-    padded[:, :, p : p + h, p : p + w] = x
-    row_ids = torch.arange(h, device=x.device)
-    col_ids = torch.arange(w, device=x.device)
-    rows = offsets[:, 0, None] + row_ids
-    cols = offsets[:, 1, None] + torch.where(flips[:, None], w - 1 - col_ids, col_ids)
-    flat = rows[:, :, None] * (w + 2 * p) + cols[:, None, :]
-    index = flat.view(n, 1, h * w).expand(n, c, h * w)
-    out = torch.gather(padded.view(n, c, -1), 2, index)
-    return out.view(n, c, h, w)
+    height, width = h + 2 * p, w + 2 * p
+    plane, image = height * width, c * height * width
+    buffer = x.new_zeros((2, n, c, height, width))
+    buffer[0, :, :, p : p + h, p : p + w] = x
+    buffer[1, :, :, p : p + h, p : p + w] = x.flip(-1)
+    flat = buffer.view(-1)
+    runs = flat.as_strided((flat.numel() - w + 1, w), (1, 1))
+    device = x.device
+    top = offsets[:, 0]
+    left = torch.where(flips, 2 * p - offsets[:, 1], offsets[:, 1])
+    corner = flips.long() * (n * image) + torch.arange(n, device=device) * image
+    corner = corner + top * width + left
+    starts = (
+        corner[:, None, None]
+        + (torch.arange(c, device=device) * plane)[None, :, None]
+        + (torch.arange(h, device=device) * width)[None, None, :]
+    )
+    return runs.index_select(0, starts.view(-1)).view(n, c, h, w)
