@@ -132,12 +132,17 @@ class Condition:
 
     @property
     def label(self) -> str:
-        text = self.series
-        if self.x_name and self.x is not None:
-            text += f" {self.x_name}={fmt_x(self.x)}"
-        if self.y_name and self.y is not None:
-            text += f", {self.y_name}={fmt_x(self.y)}"
-        return text
+        """``series x_name=x, y_name=y``; the series is left out when it only
+        repeats the part or a swept value (``beta1 beta1=0.9`` reads ``beta1=0.9``)."""
+        swept = [f"{name}={fmt_x(value)}" for name, value in
+                 ((self.x_name, self.x), (self.y_name, self.y))
+                 if name and value is not None]
+        redundant = self.series == self.part or any(
+            self.series.startswith(f"{name}=") for name in (self.x_name, self.y_name)
+            if name)
+        if not swept:
+            return self.series
+        return ", ".join(swept) if redundant else f"{self.series} {', '.join(swept)}"
 
     def legend(self) -> str:
         extra = f", {self.diverged} diverged" if self.diverged else ""
