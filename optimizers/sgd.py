@@ -49,9 +49,10 @@ class SGD(Optimizer):
     change takes effect gradually, over about 1 / (1 − μ) steps. Note also that
     (2) starts the buffer at g_1 without dampening, as PyTorch does.
 
-    Note (steady state): with a constant gradient, b converges to g (1 − τ)/(1 − μ),
-    so heavy-ball momentum acts like plain SGD with the effective learning rate
-    γ / (1 − μ) (for τ = 0); the instruments report it as ``steady_state``.
+    Note (steady state): with a constant gradient, b converges to g (1 − τ)/(1 − μ)
+    and so does d (Nesterov has τ = 0: g + μ g / (1 − μ) = g / (1 − μ)); momentum
+    then acts like plain SGD with the effective learning rate γ (1 − τ) / (1 − μ),
+    γ / (1 − μ) without dampening. The instruments report it as ``steady_state``.
 
     References:
         Polyak, B. T. "Some methods of speeding up the convergence of iteration
@@ -135,7 +136,7 @@ class SGD(Optimizer):
             if mu != 0:
                 stats.momentum(b)
             stats.update(d, lr)
-            stats.scalar_lr(lr, mu)
+            stats.scalar_lr(lr, lr * (1 - tau) / (1 - mu) if mu != 0 else lr)
 
         # (4) parameter update
         torch._foreach_add_(params, d, alpha=-lr)

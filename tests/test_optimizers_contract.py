@@ -381,3 +381,14 @@ def test_direct_construction_validates_too():
         optimizers.RMSProp([torch.zeros(1, requires_grad=True)], alpha=1.5)
     with pytest.raises(ValueError, match="nesterov"):
         optimizers.SGD([torch.zeros(1, requires_grad=True)], nesterov=True)
+
+
+def test_numpy_and_integer_hyperparameters_are_accepted():
+    import numpy as np
+
+    p = torch.zeros(2, requires_grad=True)
+    opt = optimizers.build("adam", [p], lr=np.float32(0.01), betas=[0.9, 0.999],
+                           weight_decay=0)
+    p.grad = torch.ones(2)
+    opt.step()
+    assert p.detach().tolist() == pytest.approx([-0.01, -0.01], rel=1e-6)

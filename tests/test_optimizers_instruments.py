@@ -122,10 +122,11 @@ def test_stats_equal_what_the_step_did(case):
         torch.testing.assert_close(stats.momentum_norm, expected, rtol=1e-12, atol=0)
 
     if not case.adaptive:
-        lr, mu = group["lr"], group["momentum"]
+        lr, mu, tau = group["lr"], group["momentum"], group["dampening"]
+        steady = lr * (1 - tau) / (1 - mu) if mu else lr
         assert stats.effective_lr["lr"].tolist() == [lr] * len(params)
         assert stats.effective_lr["steady_state"].tolist() == pytest.approx(
-            [lr / (1 - mu)] * len(params), rel=1e-15)
+            [steady] * len(params), rel=1e-15)
         assert stats.effective_lr_values is None
         return
     values = stats.effective_lr_values
