@@ -23,6 +23,7 @@ from __future__ import annotations
 import _codecs
 import gzip
 import io
+import os
 import pickle
 import zlib
 from pathlib import Path
@@ -43,11 +44,14 @@ def read_bytes(path: Path) -> bytearray:
     """Read a whole file, decompressing it when its name ends in ``.gz``."""
     try:
         with open(path, "rb") as handle:
+            if path.suffix != ".gz":
+                # read straight into a writable buffer: no second copy
+                buffer = bytearray(os.fstat(handle.fileno()).st_size)
+                size = handle.readinto(buffer)
+                return buffer if size == len(buffer) else buffer[:size]
             raw = handle.read()
     except IsADirectoryError:
         raise DataFormatError(path, "is a directory, expected a file") from None
-    if path.suffix != ".gz":
-        return bytearray(raw)
     try:
         return bytearray(gzip.decompress(raw))
     except (OSError, EOFError, zlib.error) as error:
