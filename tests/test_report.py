@@ -102,6 +102,7 @@ NUMBER = re.compile(
     rf"> {_NUM} \(censored \d+/\d+\)"  # censored cost to target
     rf"|{_NUM} ± {_NUM}(?: %(?: \(n=\d+\))?| pts)?"  # mean ± std
     rf"|{_NUM} % \(n=\d+\)"  # a single-seed accuracy
+    rf"|{_NUM} %(?= \()"  # a per-class accuracy followed by its setting
 )
 
 
@@ -182,7 +183,7 @@ def test_missing_study_and_partial_logdir_render_the_rest(tmp_path):
     assert "Study `nope`: not found in the log directory." in text
 
 
-@pytest.mark.parametrize("case", ["absent", "empty", "unrelated", "file"])
+@pytest.mark.parametrize("case", ["absent", "empty", "unrelated", "file", "study"])
 def test_bad_logdir_is_a_clear_error_naming_it(tmp_path, capsys, case):
     logdir = tmp_path / "logs"
     if case != "absent":
@@ -193,6 +194,8 @@ def test_bad_logdir_is_a_clear_error_naming_it(tmp_path, capsys, case):
     if case == "file":
         logdir.rmdir()
         logdir.write_text("not a folder")
+    if case == "study":
+        (logdir / "study.json").write_text("{}")
     args = _args(logdir, tmp_path / "out")
     assert main(args) == 2
     error = capsys.readouterr().err

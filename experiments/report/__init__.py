@@ -32,6 +32,7 @@ from experiments.report.findings import (
     critical_rows,
     findings,
     lr_ranges,
+    per_class_rows,
     range_rows,
 )
 from experiments.report.runs import (
@@ -202,6 +203,11 @@ def _study_section(doc: Document, canvas: fig.Canvas, study: Study) -> list[fig.
                       budget_header(b), budget_rows(group, b))
         doc.table(f"{study.name}: critical batch size estimates", CRITICAL_HEADER,
                   critical_rows(ended))
+    first_part = next(iter(_parts(ended).values()), [])
+    header, rows = per_class_rows(fig.representative(first_part), study.classes)
+    if rows:
+        doc.table(f"{study.name}: per-class test accuracy, mean over seeds (the "
+                  "settings of the per-class figure)", header, rows)
     columns = [col for col in INSTRUMENT_COLUMNS
                if any(c.stats[col[1]].n for c in ended)]
     if columns:
@@ -256,7 +262,7 @@ def _figures(canvas: fig.Canvas, study: Study,
             (("grad_norm/global", "gradient norm", True),
              ("update/global", "update norm", True)),
             "Gradient norm and update magnitude over training: whole-model L2 "
-            "norms, mean over seeds with a +- 1 std band."))
+            "norms, mean over seeds with a ± 1 std band."))
         if name != "momentum":
             continue  # the cosine of successive gradients is a momentum question
         out.append(fig.tag_curves(
@@ -264,7 +270,7 @@ def _figures(canvas: fig.Canvas, study: Study,
             (("momentum/grad_cosine", "cosine of successive gradients", False),),
             "Cosine of successive gradients over training: near 1 the gradient "
             "keeps its direction, below 0 it oscillates; mean over seeds with a "
-            "+- 1 std band."))
+            "± 1 std band."))
     first = next(iter(_parts(conds).values()), [])
     out.append(fig.per_class(canvas, f"{name}-per-class",
                              fig.representative(first), study.classes))

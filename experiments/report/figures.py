@@ -100,7 +100,7 @@ def curves(canvas: Canvas, name: str, conds: list[Condition],
                         hspace=0.3)
     caption = ("Training loss (top, log scale) and validation accuracy (bottom) "
                "against epochs, optimizer steps and seconds; mean over seeds with a "
-               "+- 1 std band; diverged runs are left out of the curves and counted "
+               "± 1 std band; diverged runs are left out of the curves and counted "
                "in the legend. " + note)
     return canvas.save(fig, name, caption, f"learning curves {name}")
 
@@ -145,7 +145,7 @@ def sensitivity(canvas: Canvas, name: str, conds: list[Condition],
     axes[0].legend(fontsize=8)
     _layout(fig)
     caption = (f"Sensitivity to {x_name}: final validation accuracy and training loss "
-               "per setting, mean over seeds with a +- 1 std band; each diverged run "
+               "per setting, mean over seeds with a ± 1 std band; each diverged run "
                "is marked with a red cross at the accuracy it counts at (its "
                "training loss is not finite and is not drawn).")
     return canvas.save(fig, name, caption, f"sensitivity to {x_name}")
@@ -202,7 +202,7 @@ def per_class(canvas: Canvas, name: str, conds: list[Condition],
     ax.legend(fontsize=8, ncol=2)
     ax.grid(alpha=0.3, axis="y")
     _layout(fig)
-    caption = ("Per-class test accuracy, mean over seeds with +- 1 std error bars.")
+    caption = ("Per-class test accuracy, mean over seeds with ± 1 std error bars.")
     return canvas.save(fig, name, caption, "per-class accuracy")
 
 
@@ -214,15 +214,19 @@ def tag_curves(canvas: Canvas, name: str, conds: list[Condition],
     drawn = False
     for k, (tag, ylabel, log_y) in enumerate(panels):
         ax = axes[0][k]
+        panel = False
         for i, c in enumerate(conds):
             steps, matrix = _aligned(c, tag)
             if steps is None:
                 continue
             _band(ax, steps, matrix, f"C{i % 10}", c.legend())
-            drawn = True
+            panel = drawn = True
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(ylabel)
-        if log_y and drawn:
+        if not panel:
+            ax.text(0.5, 0.5, f"no `{tag}` scalars in the event files",
+                    ha="center", va="center", transform=ax.transAxes)
+        elif log_y:
             _log_y(ax)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -315,7 +319,7 @@ def batch_efficiency(canvas: Canvas, name: str, conds: list[Condition],
     caption = ("Throughput, seconds and optimizer steps to the target accuracy "
                "against batch size (full batch drawn at the training-set size, or "
                "at twice the largest batch size when that size is not recorded), "
-               "mean over seeds with a +- 1 std band; hollow triangles mark "
+               "mean over seeds with a ± 1 std band; hollow triangles mark "
                "censored settings (a lower bound); the dotted line is the critical "
                "batch size estimate B_simple.")
     return canvas.save(fig, name, caption, "batch size efficiency")

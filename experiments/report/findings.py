@@ -114,7 +114,7 @@ def best_claim(conds: list[Condition], key: str, what: str,
         return text + (f" It is ahead of the runner-up {second.label} "
                        f"({fmt(second.stats[key])}): the intervals do not overlap.")
     reason = ("one of them has a single seed" if min(first.stats[key].n,
-              second.stats[key].n) < 2 else "their mean +- std intervals overlap")
+              second.stats[key].n) < 2 else "their mean ± std intervals overlap")
     return text + (f" The data cannot separate it from {second.label} "
                    f"({fmt(second.stats[key])}): {reason}.")
 
@@ -422,15 +422,37 @@ def per_class_text(conds: list[Condition], classes: list[str]) -> str:
     count = len(have[0].stats["per_class"][0])
     names = classes if len(classes) == count else [f"class {k}" for k in range(count)]
     spread = np.stack([c.stats["per_class"][0] for c in have])
+
+    def extremes(k: int) -> str:
+        low, high = int(np.argmin(spread[:, k])), int(np.argmax(spread[:, k]))
+        return (f"from {fmt_class(spread[low, k])} ({have[low].label}) to "
+                f"{fmt_class(spread[high, k])} ({have[high].label})")
+
     hardest = int(np.argmin(spread.mean(0)))
     widest = int(np.argmax(spread.max(0) - spread.min(0)))
-    low = have[int(np.argmin(spread[:, widest]))]
-    high = have[int(np.argmax(spread[:, widest]))]
-    return (f"The hardest class on average over the settings is {names[hardest]} "
-            f"({100 * spread.mean(0)[hardest]:.1f} % mean over settings). The class "
-            f"on which the settings differ most is {names[widest]}: "
-            f"{100 * spread[:, widest].min():.1f} % ({low.label}) to "
-            f"{100 * spread[:, widest].max():.1f} % ({high.label}).")
+    text = (f"The hardest class, lowest on average over the settings, is "
+            f"{names[hardest]}: {extremes(hardest)}.")
+    if widest != hardest:
+        text += (f" The settings differ most on {names[widest]}: "
+                 f"{extremes(widest)}.")
+    if any(n < 2 for _, _, n in (c.stats["per_class"] for c in have)):
+        text += " Some settings have a single seed: the differences are indicative."
+    return text
+
+
+def fmt_class(value: float) -> str:
+    return f"{100 * value:.1f} %"
+
+
+def per_class_rows(conds: list[Condition], classes: list[str]):
+    have = [c for c in conds if "per_class" in c.stats]
+    if not have:
+        return None, []
+    count = len(have[0].stats["per_class"][0])
+    names = classes if len(classes) == count else [f"class {k}" for k in range(count)]
+    rows = [[c.part, c.label, str(c.stats["per_class"][2]),
+             *(fmt_class(v) for v in c.stats["per_class"][0])] for c in have]
+    return ["Part", "Setting", "n", *names], rows
 
 
 # Learning-rate sweeps ---------------------------------------------------------------

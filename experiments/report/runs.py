@@ -112,6 +112,11 @@ def load_logdir(logdir: str | Path, studies: list[str] | None = None) -> list[St
         for child in sorted(root.iterdir())
         if child.is_dir() and _looks_like_study(child)
     }
+    if not found and _looks_like_study(root):
+        raise ReportError(
+            f"log directory '{root}' is one study's folder; pass its parent "
+            f"(--logdir {root.parent}) and --studies {root.name}"
+        )
     if not found:
         raise ReportError(
             f"log directory '{root}' holds no study: expected "

@@ -15,7 +15,7 @@ Definitions (also printed once in the report, see ``DEFINITIONS``):
 4. Stability = loss fluctuation: the std of successive differences of
    log(training loss) over the second half of the logged steps.
 5. Two conditions are ranked only when both have n >= 2 and their
-   mean +- std intervals do not overlap.
+   mean ± std intervals do not overlap.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from experiments.report.runs import Run, Study, _finite, _sort_key
 ACCEPT_MARGIN = 0.03  # acceptable range: within 3 accuracy points of the best mean
 
 DEFINITIONS: tuple[tuple[str, str], ...] = (
-    ("Seeds", "mean +- std are over the seeds of one setting (sample std); n counts "
+    ("Seeds", "mean ± std are over the seeds of one setting (sample std); n counts "
               "the runs that ended (done or diverged). Failed runs are left out of "
               "every statistic and listed under 'Missing and failed runs'."),
     ("Final / best accuracy", "validation accuracy after the last epoch / the best "
@@ -57,7 +57,7 @@ DEFINITIONS: tuple[tuple[str, str], ...] = (
                     "(log10 of its largest over its smallest learning rate); a "
                     "narrower range means a more sensitive optimizer."),
     ("Ranking", "a setting is called better than another only when both have at "
-                "least 2 seeds and their mean +- std intervals do not overlap; "
+                "least 2 seeds and their mean ± std intervals do not overlap; "
                 "otherwise the report says the data cannot separate them."),
     ("Critical batch size", "the gradient noise scale B_simple = tr(Sigma) / |G|^2 "
                             "(McCandlish et al. 2018), estimated during training; "
@@ -275,7 +275,7 @@ def accuracy_at(run: Run, axis: str, budget: float) -> float | None:
 
 def separated(a: Stat, b: Stat, higher_is_better: bool = True) -> int:
     """+1 when ``a`` is better than ``b``, -1 when worse, 0 when they cannot be told
-    apart (fewer than 2 seeds on either side or overlapping mean +- std)."""
+    apart (fewer than 2 seeds on either side or overlapping mean ± std)."""
     if a.n < 2 or b.n < 2 or a.mean is None or b.mean is None:
         return 0
     lo_a, hi_a = a.interval()
