@@ -349,3 +349,24 @@ def test_lightning_fit_validate_test_on_the_datamodule(fashion_dir):
 def test_eval_batch_size(batch_size, chunk_size, expected):
     dm = FashionMNISTDataModule("unused", batch_size=batch_size, chunk_size=chunk_size)
     assert dm.eval_batch_size == expected
+
+
+def test_setup_moves_data_to_the_trainers_device(cifar_dir):
+    """Under a trainer the tensors move to its root device once and batches are
+    made there (the meta device stands in for an accelerator)."""
+
+    class Strategy:
+        root_device = torch.device("meta")
+
+    class Trainer:
+        strategy = Strategy()
+
+    dm = CIFAR10DataModule(cifar_dir, val_size=20, batch_size=16, augment=True)
+    dm.trainer = Trainer()
+    dm.setup("fit")
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.device.type == "meta" and y.device.type == "meta"
+    assert x.shape == (16, 3, 32, 32) and x.dtype == torch.float32
+    assert next(iter(dm.val_dataloader()))[0].device.type == "meta"
+    batch = (x, y)
+    assert dm.transfer_batch_to_device(batch, torch.device("meta"), 0) is batch
