@@ -150,7 +150,8 @@ def bench_set(set_name: str, algorithms: list[Algorithm], rounds: int, steps: in
         contenders: dict[str, Callable[[], Any]] = {}
         ours = optimizers.build(algo.name, make_params(shapes, device), **algo.hparams)
         contenders["ours"] = _stepper(ours)
-        implementations = {"for-loop": dict(foreach=False), "foreach": dict(foreach=True)}
+        implementations = {"for-loop": dict(foreach=False),
+                           "foreach": dict(foreach=True)}
         if algo.fused:
             implementations["fused"] = dict(fused=True)
         for label, flags in implementations.items():
@@ -182,7 +183,7 @@ def bench_set(set_name: str, algorithms: list[Algorithm], rounds: int, steps: in
 def format_rows(rows: list[dict[str, Any]]) -> str:
     header = (f"{'set':<4} {'algorithm':<9} {'ours ms':>8} {'loop ms':>8} "
               f"{'foreach':>8} {'fused':>8} {'/loop':>6} {'/foreach':>8} {'/fused':>7} "
-              f"{'GB/s':>6} {'%copy':>6} {'stats x':>7}")
+              f"{'GB/s':>6} {'%copy':>6} {'stats x':>7} {'@25':>5}")
     lines = [header, "-" * len(header)]
     for row in rows:
         ms, vs = row["ms"], row["vs"]
@@ -197,7 +198,7 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
             f"{cell(vs, 'foreach', 8, '.2f')} {cell(vs, 'fused', 7, '.2f')} "
             f"{row['bandwidth'] / 1e9:6.1f} "
             f"{100 * row['bandwidth'] / row['copy_bandwidth']:5.0f}% "
-            f"{row['stats_cost']:7.2f}"
+            f"{row['stats_cost']:7.2f} {1 + (row['stats_cost'] - 1) / 25:5.2f}"
         )
     return "\n".join(lines)
 
@@ -232,7 +233,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}, device {args.device}, threads "
           f"{torch.get_num_threads()}, {args.rounds} alternating rounds; "
           "times are medians, ratios are ours / torch (medians of per-round ratios); "
-          "'stats x' = step with request_stats() and one read / plain step")
+          "'stats x' = step with request_stats() and one read / plain step; "
+          "'@25' = mean step cost when stats are requested every 25th step "
+          "(TrainConfig.log_every's default)")
     print(format_rows(rows))
 
 

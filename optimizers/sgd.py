@@ -49,6 +49,12 @@ class SGD(Optimizer):
     change takes effect gradually, over about 1 / (1 − μ) steps. Note also that
     (2) starts the buffer at g_1 without dampening, as PyTorch does.
 
+    Note (Nesterov form): Sutskever et al. take the gradient at the look-ahead
+    point θ + μ v. (3) is the rearrangement of Bengio et al. (2013) that keeps the
+    look-ahead point as the stored parameters, so only the gradient at θ is needed;
+    Keras's ``nesterov=True`` (θ += μ v − γ g) is the same rearrangement in the
+    velocity form.
+
     Note (steady state): with a constant gradient, b converges to g (1 − τ)/(1 − μ)
     and so does d (Nesterov has τ = 0: g + μ g / (1 − μ) = g / (1 − μ)); momentum
     then acts like plain SGD with the effective learning rate γ (1 − τ) / (1 − μ),
@@ -62,6 +68,8 @@ class SGD(Optimizer):
         Sutskever, I., Martens, J., Dahl, G., Hinton, G. "On the importance of
         initialization and momentum in deep learning." ICML 2013.
         https://proceedings.mlr.press/v28/sutskever13.html
+        Bengio, Y., Boulanger-Lewandowski, N., Pascanu, R. "Advances in optimizing
+        recurrent networks." ICASSP 2013. https://arxiv.org/abs/1212.0901
     """
 
     rules = {
