@@ -9,7 +9,8 @@ import torch
 from optimizer_cases import CASES, PROBLEMS, Case, clone_params
 
 import optimizers
-from optimizers import base, stats
+from optimizers import base
+from optimizers import stats as instruments
 
 F64 = torch.float64
 
@@ -34,7 +35,7 @@ def test_stats_are_off_by_default_and_cost_nothing(monkeypatch):
         raise AssertionError("statistics computed for a step that did not ask")
 
     monkeypatch.setattr(base, "GroupStats", forbidden)
-    monkeypatch.setattr(stats, "summarise", forbidden)
+    monkeypatch.setattr(instruments, "summarise", forbidden)
     for case in CASES:
         problem, opt = _setup(case)
         for _ in range(3):
@@ -171,7 +172,7 @@ def test_quantiles_of_large_tensors_come_from_a_representative_sample():
     opt.step()
     stats = opt.last_stats
     values = stats.effective_lr_values[0].flatten()
-    assert values.numel() > stats.QUANTILE_SAMPLE
+    assert values.numel() > instruments.QUANTILE_SAMPLE
     for key, q in (("median", 0.5), ("p5", 0.05), ("p95", 0.95)):
         rank = (values <= stats.effective_lr[key][0]).double().mean().item()
         assert abs(rank - q) <= 0.02, (key, rank)
