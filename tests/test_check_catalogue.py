@@ -17,9 +17,10 @@ import torch
 
 from optimizers.check import CATALOGUE, check_class
 from optimizers.check.algorithms import ALGORITHMS, build_scenarios
-from optimizers.check.api import _distance, mistake_records, reference_records
+from optimizers.check.api import _distance, mistake_records, reference_records, run_all
 from optimizers.check.compare import RTOL
 from optimizers.check.mistakes import TEXTBOOK, mistakes_for
+from optimizers.check.reference import class_factory
 
 SUBMISSIONS_DIR = Path(__file__).parent / "check_submissions"
 
@@ -220,7 +221,7 @@ def test_unsupported_flag_is_skipped_not_failed():
     assert trajectory.passed
     assert any("weight_decay" in s for s in trajectory.skipped)
     # the param-group scenario needs weight decay too: skipped, reported
-    assert "skipped (constructor refused)" in result.format()
+    assert "skipped: param groups: TypeError" in result.format()
 
 
 def test_hparams_override_and_bad_hparams():
@@ -250,3 +251,78 @@ def test_result_json_is_strict_json():
     assert data["exit_code"] == 1 and data["status"] == "fail"
     assert data["diagnosis"][0]["name"] == "adagrad_accumulates_gradients"
     assert not math.isnan(data["diagnosis"][0]["distance"])
+
+
+def test_hand_set_state_pairs_state_entries_by_value():
+    """The submission's own state names are paired with the reference's."""
+    scenarios = build_scenarios("adam")
+    handset = next(s for s in scenarios if s.name == "hand-set state")
+    record = run_all(class_factory(load("correct_adam", "StudentAdam")), [handset])
+    assert record["hand-set state"]["status"] == "ok"
+    assert record["hand-set state"]["state_keys"] == {"step": "t", "m": "m", "v": "v"}
+
+
+def test_hand_set_state_catches_state_kept_outside_the_state_dict():
+    class Shadow(torch.optim.SGD):
+        """Right trajectories, but the math reads a private copy of the buffer."""
+
+        @torch.no_grad()
+        def step(self, closure=None):
+            shadow = self.__dict__.setdefault("shadow", {})
+            for group in self.param_groups:
+                mu = group["momentum"]
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    g = p.grad.add(p, alpha=group["weight_decay"])
+                    if id(p) in shadow:
+                        shadow[id(p)].mul_(mu).add_(g, alpha=1 - group["dampening"])
+                    else:
+                        shadow[id(p)] = g.clone()
+                    self.state[p]["momentum_buffer"] = shadow[id(p)].clone()
+                    p.add_(shadow[id(p)], alpha=-group["lr"])
+
+    result = check_class(Shadow, "momentum")
+    by_name = {p.name: p for p in result.properties}
+    assert by_name["trajectory"].passed
+    assert not by_name["hand_set_state"].passed
+    detail = by_name["hand_set_state"].detail
+    assert "hand-set state: first differs in the step from the hand-set" in detail
+
+
+def test_hand_set_state_not_applicable_is_said():
+    class Elsewhere(torch.optim.Optimizer):
+        """Correct heavy ball whose buffers live outside ``self.state``."""
+
+        def __init__(
+            self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0
+        ):
+            super().__init__(
+                params,
+                dict(
+                    lr=lr,
+                    momentum=momentum,
+                    dampening=dampening,
+                    weight_decay=weight_decay,
+                ),
+            )
+            self.buffers = {}
+
+        @torch.no_grad()
+        def step(self, closure=None):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    g = p.grad.add(p, alpha=group["weight_decay"])
+                    b = self.buffers.get(id(p))
+                    if b is None:
+                        b = self.buffers[id(p)] = g.clone()
+                    else:
+                        b.mul_(group["momentum"]).add_(g, alpha=1 - group["dampening"])
+                    p.add_(b, alpha=-group["lr"])
+
+    result = check_class(Elsewhere, "momentum")
+    prop = next(p for p in result.properties if p.name == "hand_set_state")
+    assert prop.passed  # the hand-set gradients still agree
+    assert any("cannot be set by hand" in s for s in prop.skipped)

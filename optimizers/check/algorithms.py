@@ -137,11 +137,19 @@ def build_scenarios(
             steps=40,
         ),
         Scenario(
+            name="hand-set gradients",
+            prop="hand_set_state",
+            problem="handset",
+            settings=(base,),
+            steps=4,
+        ),
+        Scenario(
             name="hand-set state",
             prop="hand_set_state",
             problem="handset",
             settings=(base,),
             steps=4,
+            notes={"set_state": True, "algorithm": algorithm},
         ),
         Scenario(
             name="param groups",

@@ -19,6 +19,7 @@ from optimizers.check.result import CheckResult, Diagnosis, PropertyResult
 from optimizers.check.runner import run_child
 from optimizers.check.scenarios import (
     ConstructionError,
+    NotApplicable,
     OptimizerFactory,
     Scenario,
     Settings,
@@ -103,6 +104,8 @@ def run_all(factory: OptimizerFactory, scenarios: list[Scenario]) -> Records:
             records[scenario.name] = {"status": "ok", **run_scenario(factory, scenario)}
         except ConstructionError as error:
             records[scenario.name] = {"status": "construct_error", "error": str(error)}
+        except NotApplicable as error:
+            records[scenario.name] = {"status": "not_applicable", "error": str(error)}
         except Exception as error:  # noqa: BLE001 - recorded like the child does
             records[scenario.name] = {
                 "status": "error",
@@ -199,6 +202,9 @@ def _properties(
             "error": "no result came back",
         }
         status = record.get("status")
+        if status == "not_applicable":
+            skipped[scenario.prop].append(f"{scenario.name}: {record.get('error')}")
+            continue
         if status == "construct_error":
             error = str(record.get("error", ""))
             if "unexpected keyword" in error:

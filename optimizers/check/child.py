@@ -31,7 +31,12 @@ def main(argv: list[str]) -> int:
 
     torch.set_num_threads(1)
     from optimizers.check.reference import class_factory
-    from optimizers.check.scenarios import ConstructionError, Scenario, run_scenario
+    from optimizers.check.scenarios import (
+        ConstructionError,
+        NotApplicable,
+        Scenario,
+        run_scenario,
+    )
 
     _warm_up(torch)
 
@@ -52,6 +57,8 @@ def main(argv: list[str]) -> int:
             record = {"status": "ok", **run_scenario(factory, scenario)}
         except ConstructionError as error:
             record = {"status": "construct_error", "error": str(error)}
+        except NotApplicable as error:
+            record = {"status": "not_applicable", "error": str(error)}
         except MemoryError:
             result.update(status="memory", error=f"MemoryError in {scenario.name!r}")
             break

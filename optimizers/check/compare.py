@@ -23,6 +23,9 @@ from optimizers.check.scenarios import param_layout
 #: (rounding differs with the order of operations); measured errors are ~1e-13.
 RTOL = 1e-8
 _FLOOR = 1e-12
+#: Position index of the step taken from hand-set values in the hand-set scenarios
+#: (0: start, 1-3: the hand-chosen gradient history, 4: the values set by hand).
+HANDSET_STEP = 5
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,11 @@ class Mismatch:
         return asdict(self)
 
     def describe(self) -> str:
+        where = f"after step {self.step}"
+        if self.scenario.startswith("hand-set") and self.step == HANDSET_STEP:
+            where = "in the step from the hand-set values"
         return (
-            f"{self.scenario}: first differs after step {self.step} at "
+            f"{self.scenario}: first differs {where} at "
             f"{self.parameter}: submitted {self.submitted:.10g}, expected "
             f"{self.expected:.10g} (difference {self.difference:.3g}, "
             f"{self.relative:.3g} of the distance travelled)"

@@ -82,9 +82,7 @@ class CheckResult:
             if not prop.passed and prop.detail:
                 lines += [f"       {line}" for line in prop.detail.splitlines()]
             if prop.skipped:
-                lines.append(
-                    f"       skipped (constructor refused): {'; '.join(prop.skipped)}"
-                )
+                lines.append(f"       skipped: {'; '.join(prop.skipped)}")
         if self.diagnosis:
             lines.append("")
             lines += self._format_diagnosis()

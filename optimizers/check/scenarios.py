@@ -159,6 +159,11 @@ def _make(
     factory: OptimizerFactory, scenario: Scenario, params: dict[str, torch.Tensor]
 ) -> torch.optim.Optimizer:
     layout = _GROUPS[scenario.problem][len(scenario.settings)]
+    for extra in scenario.settings[1:]:
+        # torch.optim keeps any key of a param group, so a setting the class does
+        # not know would be silently ignored there: ask its constructor first.
+        probe = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+        factory([{"params": [probe]}], {**scenario.settings[0], **extra})
     groups: list[dict[str, Any]] = []
     for index, names in enumerate(layout):
         group: dict[str, Any] = {"params": [params[n] for n in names]}
@@ -276,12 +281,27 @@ def _max_change(before: torch.Tensor, after: torch.Tensor) -> float:
 
 
 def _run_handset(factory: OptimizerFactory, scenario: Scenario) -> dict[str, Any]:
+    """A hand-chosen gradient history, then one step from hand-set values.
+
+    With ``notes["set_state"]`` the optimizer state itself is set by hand before
+    the last step: the reference optimizer of ``notes["algorithm"]`` runs the same
+    history, each of its state entries is paired with the submission's entry that
+    holds the same value (whatever its key), and both are overwritten with the
+    same hand-chosen values. Raises ``NotApplicable`` when the pairing fails.
+    """
     p = _initial_params("handset")["p"].clone().requires_grad_(True)
     params = {"p": p}
     try:
         opt = _make(factory, scenario, params)
     except Exception as error:  # noqa: BLE001 - reported, not hidden
         raise ConstructionError(f"{type(error).__name__}: {error}") from error
+    twin = None
+    if scenario.notes.get("set_state"):
+        from optimizers.check.reference import reference_factory
+
+        twin_p = _initial_params("handset")["p"].clone().requires_grad_(True)
+        reference = reference_factory(scenario.notes["algorithm"])
+        twin = (_make(reference, scenario, {"p": twin_p}), twin_p)
     record: dict[str, Any] = {
         "positions": [_flat(params, "handset")],
         "losses": [],
@@ -291,12 +311,102 @@ def _run_handset(factory: OptimizerFactory, scenario: Scenario) -> dict[str, Any
     grads = [*_HANDSET_HISTORY, _HANDSET_GRAD]
     for step, grad in enumerate(grads):
         if step == len(grads) - 1:
+            if twin is not None:
+                record["state_keys"] = _hand_set_state(opt, p, *twin)
             with torch.no_grad():
                 p.copy_(torch.tensor(_HANDSET_VALUE, dtype=torch.float64))
             record["positions"].append(_flat(params, "handset"))
+        elif twin is not None:
+            twin[1].grad = torch.tensor(grad, dtype=torch.float64)
+            twin[0].step()
         p.grad = torch.tensor(grad, dtype=torch.float64)
         before = {"p": p.grad.clone()}
         opt.step()
         _note_changes(params, before, {}, record)
         record["positions"].append(_flat(params, "handset"))
     return record
+
+
+class NotApplicable(Exception):
+    """A scenario that cannot be run on this submission (said why)."""
+
+
+def _hand_set_state(
+    opt: torch.optim.Optimizer,
+    p: torch.Tensor,
+    reference: torch.optim.Optimizer,
+    reference_p: torch.Tensor,
+) -> dict[str, str]:
+    """Pair state entries by value, then set both sides by hand; key -> key.
+
+    A reference counter without a partner is left alone on both sides (the
+    submission may count steps elsewhere); a reference tensor without one makes
+    the scenario not applicable.
+    """
+    mine = opt.state.get(p, {}) if isinstance(opt.state, dict) else {}
+    theirs = reference.state[reference_p]
+    pairs: dict[str, str] = {}
+    for key, value in theirs.items():
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and not value.any():
+            continue  # an unused all-zero buffer: nothing to pair, nothing to set
+        partner = next(
+            (k for k, v in mine.items() if k not in pairs.values() and _same(v, value)),
+            None,
+        )
+        scalar = not isinstance(value, torch.Tensor) or value.dim() == 0
+        if partner is None and scalar:
+            continue  # a step counter kept elsewhere: leave both counters as they are
+        if partner is None:
+            held = ", ".join(repr(k) for k in mine) or "nothing"
+            raise NotApplicable(
+                f"no entry of the submission's state for this parameter holds the "
+                f"value of the reference's {key!r} after the same steps (it holds "
+                f"{held}); the state cannot be set by hand"
+            )
+        pairs[str(key)] = partner
+    with torch.no_grad():
+        order = [str(k) for k in theirs]  # the reference's own order: stable
+        for key, partner in pairs.items():
+            hand = _hand_value(order.index(key), theirs[key])
+            theirs[key] = _like(hand, theirs[key])
+            mine[partner] = _like(hand, mine[partner])
+    return {key: str(partner) for key, partner in pairs.items()}
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(b, torch.Tensor) and b.dim() > 0:
+        return (
+            isinstance(a, torch.Tensor)
+            and a.shape == b.shape
+            and torch.allclose(a.double(), b.double(), rtol=1e-9, atol=1e-300)
+        )
+    try:
+        return not isinstance(a, bool) and float(a) == float(b)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+
+
+def _hand_value(index: int, value: Any) -> Any:
+    """Hand-chosen state: 7 for a counter, a fixed pattern for a tensor.
+
+    Tensors that are never negative (second moments, accumulators) get positive
+    values; the others get values of both signs.
+    """
+    if not isinstance(value, torch.Tensor) or value.dim() == 0:
+        return 7
+    n = value.numel()
+    pattern = torch.linspace(0.05, 2.0, n, dtype=torch.float64).roll(index)
+    if bool((value < 0).any()):
+        signs = torch.tensor([1.0, -1.0], dtype=torch.float64).repeat(n)[:n]
+        pattern = pattern * signs
+    return pattern.reshape(value.shape)
+
+
+def _like(hand: Any, old: Any) -> Any:
+    if isinstance(old, torch.Tensor):
+        if isinstance(hand, torch.Tensor):
+            old.copy_(hand.to(old.dtype))
+        else:
+            old.fill_(hand)
+        return old
+    return type(old)(hand) if isinstance(old, int | float) else hand
