@@ -71,6 +71,36 @@ class StepTimer(pl.Callback):
         return self.samples / (self.end - self.start)
 
 
+class PerStepTimer(pl.Callback):
+    """Wall time of every training batch, keyed by the step it ran."""
+
+    def __init__(self) -> None:
+        self.times: dict[int, float] = {}
+        self._start = 0.0
+        self._step = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._step = trainer.global_step
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.times[self._step] = time.perf_counter() - self._start
+
+
+def within_run_overhead(times: dict[int, float], log_every: int) -> float:
+    """Overhead ratio from one instrumented run: extra time of the instrument step
+    and of the step before it (gradient copy), spread over ``log_every`` steps,
+    relative to the median plain step. Robust to slow drifts of the machine."""
+    steps = sorted(s for s in times if s >= log_every)
+    instrument = [times[s] for s in steps if s % log_every == 0]
+    before = [times[s] for s in steps if (s + 1) % log_every == 0]
+    plain = [times[s] for s in steps
+             if s % log_every != 0 and (s + 1) % log_every != 0]
+    base = statistics.median(plain)
+    extra = statistics.median(instrument) + statistics.median(before) - 2 * base
+    return 1.0 + extra / log_every / base
+
+
 def matmul_flops_per_s(repeats: int = 10) -> float:
     """Best FLOP rate of a ``MATMUL_N`` square float32 matmul over ``repeats``."""
     a = torch.randn(MATMUL_N, MATMUL_N)
@@ -139,7 +169,8 @@ def _timed_fit(config, datamodule, with_instruments: bool, steps: int) -> StepTi
     from experiments.train import _quiet_lightning, build_model
 
     timer = StepTimer()
-    callbacks: list[Any] = [timer]
+    timer.per_step = PerStepTimer()
+    callbacks: list[Any] = [timer, timer.per_step]
     if with_instruments:
         callbacks.insert(0, InstrumentCallback(log_every=config.log_every))
     with _quiet_lightning():
@@ -166,12 +197,15 @@ def instrument_overhead(model: str, steps: int, rounds: int, logdir: str,
                          logdir=logdir, name=f"overhead-{model}", data_dir=data_dir)
     datamodule = build_datamodule(config)
     datamodule.setup("fit")
-    with_cb, without = [], []
+    with_cb, without, within = [], [], []
     for index in range(rounds):
         order = (True, False) if index % 2 == 0 else (False, True)
         for flag in order:
             timer = _timed_fit(config, datamodule, flag, steps)
             (with_cb if flag else without).append(timer.seconds_per_step)
+            if flag:
+                within.append(within_run_overhead(timer.per_step.times,
+                                                  config.log_every))
             log.info("%s instruments=%s: %.2f ms/step", model, flag,
                      1e3 * timer.seconds_per_step)
     ratios = [a / b for a, b in zip(with_cb, without, strict=True)]
@@ -181,6 +215,7 @@ def instrument_overhead(model: str, steps: int, rounds: int, logdir: str,
         "ratio_of_medians": statistics.median(with_cb) / statistics.median(without),
         "ratio_of_best": min(with_cb) / min(without),
         "ratios": ratios,
+        "within_run": statistics.median(within),
     }
 
 
@@ -245,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{result['ratio_of_medians']:.3f}, ratio of best "
                 f"{result['ratio_of_best']:.3f} (target <= 1.10); per round "
                 + ", ".join(f"{r:.3f}" for r in result["ratios"])
+                + f"; within-run estimate {result['within_run']:.3f}"
             )
     if "flops" in only:
         result = cnn_flop_rate(args.cnn_steps, args.rounds, args.logdir,

@@ -18,8 +18,8 @@ it back with a single ``.tolist()``. Tags, at ``step`` = the optimizer step inde
 ``effective_lr/{mean,median,    adaptive: over all elements of the model (median and
 p5,p95}``                       percentiles from a fixed strided sample), and per
 ``effective_lr/<p>/...``        parameter from the optimizer's own summary; histograms
-                                of log10 of the element-wise values (global and per
-                                parameter)
+                                of log10 of the element-wise values (global; per
+                                parameter every 10th instrument step)
 ``momentum/norm``, ``/norm/<p>``  norm of the momentum buffer (Adam: first moment)
 ``momentum/grad_cosine``,       cosine between this step's gradient ``p.grad`` (before
 ``/grad_cosine/<p>``            weight decay) and the previous optimizer step's
@@ -50,10 +50,12 @@ from models.probes import GradientProbe
 
 # Elements of the concatenated element-wise effective lr that the model-wide
 # quantiles and histograms use (a fixed strided sample; exact below this size).
-GLOBAL_SAMPLE = 65536
-# Histograms are drawn from smaller samples (numpy's binning dominates their cost).
+GLOBAL_SAMPLE = 16384
+# Histograms are drawn from smaller samples (numpy's binning dominates their cost);
+# the per-parameter ones only at every LAYER_HISTOGRAM_EVERY-th instrument step.
 HISTOGRAM_SAMPLE = 8192
 HISTOGRAM_BINS = 64
+LAYER_HISTOGRAM_EVERY = 10
 
 
 def write_scalars(writer, scalars: dict[str, float], step: int) -> None:
@@ -147,7 +149,7 @@ class InstrumentCallback(pl.Callback, GradientProbe):
             if self._prev_grads is not None and self._prev_step == step - 1:
                 previous = [self._prev_grads.get(id(p)) for p in params]
                 if all(g is not None for g in previous):
-                    dots = torch.stack([(g.double() * h.double()).sum()
+                    dots = torch.stack([(g * h).sum()
                                         for g, h in zip(grads, previous, strict=True)])
                     pending["cos_dot"] = dots
                     pending["cos_norm_now"] = torch.stack(torch._foreach_norm(grads))
@@ -286,6 +288,8 @@ class InstrumentCallback(pl.Callback, GradientProbe):
             whole = _strided_sample(sample, HISTOGRAM_SAMPLE)
             writer.add_histogram("effective_lr/log10", _log10(whole), step,
                                  bins=HISTOGRAM_BINS)
+            if step % (self.log_every * LAYER_HISTOGRAM_EVERY) != 0:
+                return
             for name, v in zip(names, values, strict=True):
                 layer = _strided_sample(v.detach().reshape(-1).float(),
                                         HISTOGRAM_SAMPLE // 4)
