@@ -29,6 +29,15 @@ from datamodules import (
 from datamodules.download import download_file
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The CI box has 2 shared cores: threaded CPU kernels only contend there."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class _Handler(http.server.SimpleHTTPRequestHandler):
     """Serves the folder; ``/cut/<name>`` announces the full size but stops early."""
 

@@ -34,6 +34,15 @@ from datamodules import (
 
 
 @pytest.fixture(autouse=True)
+def _one_thread():
+    """The CI box has 2 shared cores: threaded CPU kernels only contend there."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("OPTIMLAB_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("OPTIMLAB_DATA", raising=False)
