@@ -173,7 +173,7 @@ def _study_section(doc: Document, canvas: fig.Canvas, study: Study) -> list[fig.
               for k in ("done", "diverged", "failed")}
     target = (f"{100 * study.target_accuracy:.1f} %" if study.target_accuracy
               is not None else "not set")
-    lost = len(study.missing) + len(study.unfinished)
+    lost = len(set(study.missing) | set(study.unfinished))
     doc.paragraph(
         f"Model: {study.model or 'unknown'}; preset: {study.preset or 'unknown'}; "
         f"target validation accuracy: {target}. Runs: {status['done']} done, "

@@ -107,7 +107,7 @@ def best_claim(conds: list[Condition], key: str, what: str,
     text = f"Highest {what}" if higher else f"Lowest {what}"
     text += f": {first.label}, {fmt(first.stats[key])}."
     if len(ranked) == 1:
-        return text
+        return text[:-1] + " (the only setting with this measure)."
     second = ranked[1]
     verdict = separated(first.stats[key], second.stats[key], higher)
     if verdict > 0:
@@ -430,6 +430,9 @@ def per_class_text(conds: list[Condition], classes: list[str]) -> str:
 
     hardest = int(np.argmin(spread.mean(0)))
     widest = int(np.argmax(spread.max(0) - spread.min(0)))
+    if len(have) == 1:
+        return (f"Only {have[0].label} recorded per-class accuracy; its hardest class "
+                f"is {names[hardest]} ({fmt_class(spread[0, hardest])}).")
     text = (f"The hardest class, lowest on average over the settings, is "
             f"{names[hardest]}: {extremes(hardest)}.")
     if widest != hardest:
@@ -536,7 +539,8 @@ def adaptive(study: Study, conds: list[Condition]) -> list[str]:
     chosen = study.notes
     out.append("**Learning rates used.** " + ", ".join(
         f"{c.series}: {fmt_x(c.runs[0].config.get('hparams', {}).get('lr', '?'))}"
-        for c in conds if c.runs) + "." + (f" Chosen as: {chosen}." if chosen else ""))
+        for c in conds if c.runs) + (" (how they were chosen: see the study notes "
+                                     "above)." if chosen else "."))
     out.append("**Effective learning rate.** " + _elr_text(conds))
     out.append("**Gradient and update magnitudes.** " + _instrument_text(conds))
     out.append("**Per-class accuracy.** " + per_class_text(conds, study.classes))
