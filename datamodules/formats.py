@@ -201,7 +201,9 @@ def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
 def _dtype(spec: Any, align: Any = False, copy: Any = False) -> np.dtype:
     if not isinstance(spec, str | bytes) or len(spec) > 4:
         raise RefusedPickle(f"dtype {spec!r} is not allowed")
-    dtype = np.dtype(_text(spec))
+    # always a fresh copy: the BUILD opcode that follows calls __setstate__ on it,
+    # which must never reach numpy's shared built-in dtype instances
+    dtype = np.dtype(_text(spec), False, True)
     if dtype.kind not in "biuf":
         raise RefusedPickle(f"dtype {dtype} is not a plain numeric dtype")
     return dtype

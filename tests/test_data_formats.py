@@ -380,3 +380,15 @@ def test_archive_without_the_batches_refused(tmp_path):
     with pytest.raises(DataFormatError, match="lacks the members"):
         CIFAR10DataModule(tmp_path).setup()
     assert not (tmp_path / "cifar-10-batches-bin").exists()
+
+
+def test_pickled_dtype_state_never_touches_numpys_shared_dtypes(tmp_path):
+    """A pickle whose dtype state says big-endian float32 must not change the
+    process-wide float32 dtype (it is refused later for not being uint8)."""
+    folder = _cifar_root(tmp_path, "py")
+    data = np.zeros((20, 3072), dtype=">f4")
+    batch = {b"data": data, b"labels": [0] * 20}
+    (folder / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(DataFormatError, match="2-D uint8 array"):
+        CIFAR10DataModule(tmp_path, val_size=10).setup()
+    assert np.dtype("f4").byteorder == "=" and np.dtype("f4").isnative
