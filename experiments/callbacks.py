@@ -75,6 +75,11 @@ def write_scalars(writer, scalars: dict[str, float], step: int) -> None:
     file_writer().add_summary(summary, step)
 
 
+def _wide(device: torch.device) -> torch.dtype:
+    """float64 for sums of squares, except on MPS, which has no float64."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def _writer(trainer: pl.Trainer):
     logger = trainer.logger
     experiment = getattr(logger, "experiment", None) if logger else None
@@ -222,7 +227,7 @@ class InstrumentCallback(pl.Callback, GradientProbe):
         layout = [(key, t.reshape(-1).numel()) for key, t in parts.items()]
         device = grad_norm.device
         host = torch.cat(
-            [t.detach().reshape(-1).to(device=device, dtype=torch.float64)
+            [t.detach().reshape(-1).to(device=device, dtype=_wide(device))
              for t in parts.values()]
         ).tolist()
         got: dict[str, list[float]] = {}
@@ -400,7 +405,8 @@ class NoiseScaleCallback(pl.Callback, GradientProbe):
         else:
             deltas = torch._foreach_sub(grads, self._before)
         # mean gradient of this micro-batch: (sum_i grad l_i) / size
-        norms = torch.stack(torch._foreach_norm(deltas)).double()
+        norms = torch.stack(torch._foreach_norm(deltas))
+        norms = norms.to(_wide(norms.device))
         self._small_sq = self._small_sq + (norms.square().sum() * (divisor / size) ** 2)
         self._inverse_sizes += 1.0 / size
         self._micro += 1
@@ -414,7 +420,8 @@ class NoiseScaleCallback(pl.Callback, GradientProbe):
         if micro < 2:
             return
         grads = [p.grad for p in module.parameters() if p.grad is not None]
-        big_sq = torch.stack(torch._foreach_norm(grads)).double().square().sum()
+        norms = torch.stack(torch._foreach_norm(grads))
+        big_sq = norms.to(_wide(norms.device)).square().sum()
         small_sq = small_sq / micro
         b_small = micro / inverse_sizes
         b_big = float(total)

@@ -372,3 +372,9 @@ def test_cnn_trains_on_cifar10(real_data_dir, tmp_path):
     assert result.final_val_acc is not None
     assert len(result.per_class_test_acc) == 10
     assert math.isfinite(result.history[0]["train_loss"])
+
+
+def test_deterministic_run_restores_the_global_flag(tiny):
+    result = train(tiny(deterministic=True, max_steps=2))
+    assert result.status == "done"
+    assert not torch.are_deterministic_algorithms_enabled()
