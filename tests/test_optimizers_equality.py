@@ -94,19 +94,11 @@ def _wavy_lr(optimizer):
     )
 
 
-SCENARIOS = {
-    "two_groups": dict(groups=_two_groups),
-    "scheduler": dict(scheduler=_wavy_lr),
-    "groups+scheduler": dict(groups=_two_groups, scheduler=_wavy_lr),
-}
-
-
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("scenario", list(SCENARIOS))
 @pytest.mark.parametrize("name", list(ALGORITHMS))
-def test_equals_torch_in_scenarios(name, scenario, dtype):
+def test_equals_torch_with_two_groups_and_a_scheduler(name, dtype):
     err = _run(ALGORITHMS[name], PROBLEMS["mlp"], dtype, foreach=False,
-               **SCENARIOS[scenario])
+               groups=_two_groups, scheduler=_wavy_lr)
     assert err <= TOLERANCE[dtype], f"max relative error {err:.3g}"
 
 
