@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 import math
 from pathlib import Path
 
@@ -243,8 +244,6 @@ def test_hparams_override_and_bad_hparams():
 
 
 def test_result_json_is_strict_json():
-    import json
-
     result = check_class(load("adagrad_accumulates_gradients", "MyAdagrad"), "adagrad")
     text = json.dumps(result.to_dict(), allow_nan=False)
     data = json.loads(text)
@@ -326,3 +325,22 @@ def test_hand_set_state_not_applicable_is_said():
     prop = next(p for p in result.properties if p.name == "hand_set_state")
     assert prop.passed  # the hand-set gradients still agree
     assert any("cannot be set by hand" in s for s in prop.skipped)
+
+
+def test_json_diagnosis_with_distances():
+    result = check_class(
+        load("sgd_weight_decay_without_lr", "DecaySGD"), "sgd", {"lr": 0.02}
+    )
+    data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert data["status"] == "fail" and data["exit_code"] == 1
+    first, second = data["diagnosis"]
+    assert first["name"] == "sgd_weight_decay_without_lr" and first["matched"]
+    assert first["distance"] <= RTOL and first["explanation"]
+    assert (
+        first["equation"] == "theta_t = theta_{t-1} - gamma (g_t + lambda theta_{t-1})"
+    )
+    assert not second["matched"] and second["distance"] > 1e-6
+    trajectory = data["properties"][0]
+    assert trajectory["name"] == "trajectory" and not trajectory["passed"]
+    assert trajectory["mismatch"]["step"] == 1
+    assert trajectory["mismatch"]["scenario"] == "trajectory[lr=0.02,weight_decay=0.1]"
