@@ -145,6 +145,12 @@ class Optimizer(torch.optim.Optimizer):
 
     # -- instruments -----------------------------------------------------------------
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # torch pickles (and deep-copies) only defaults, state and param groups.
+        super().__setstate__(state)
+        self.__dict__.setdefault("_stats_requested", False)
+        self.__dict__.setdefault("last_stats", None)
+
     def request_stats(self) -> None:
         """Make the next :meth:`step` record a :class:`StepStats` in ``last_stats``."""
         self._stats_requested = True

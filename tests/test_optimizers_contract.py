@@ -392,3 +392,24 @@ def test_numpy_and_integer_hyperparameters_are_accepted():
     p.grad = torch.ones(2)
     opt.step()
     assert p.detach().tolist() == pytest.approx([-0.01, -0.01], rel=1e-6)
+
+
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_a_deep_copy_steps_and_records_like_the_original(name):
+    import copy
+
+    case = ALGORITHMS[name]
+    problem = PROBLEMS["mlp"](F64)
+    opt = optimizers.build(case.name, problem.params, **case.hparams)
+    for _ in range(3):
+        problem.set_grads(problem.params)
+        opt.step()
+    twin = copy.deepcopy(opt)
+    twin_params = [p for g in twin.param_groups for p in g["params"]]
+    for o, params in ((opt, problem.params), (twin, twin_params)):
+        problem.set_grads(params)
+        o.request_stats()
+        o.step()
+    assert all(torch.equal(a, b) for a, b in
+               zip(problem.params, twin_params, strict=True))
+    assert torch.equal(opt.last_stats.update_norm, twin.last_stats.update_norm)
