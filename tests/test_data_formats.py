@@ -392,3 +392,15 @@ def test_pickled_dtype_state_never_touches_numpys_shared_dtypes(tmp_path):
     with pytest.raises(DataFormatError, match="2-D uint8 array"):
         CIFAR10DataModule(tmp_path, val_size=10).setup()
     assert np.dtype("f4").byteorder == "=" and np.dtype("f4").isnative
+
+
+@pytest.mark.parametrize("protocol", [None, 2, 3, 4])
+def test_python2_and_python3_pickles_read(tmp_path, protocol):
+    """``None``: bytes and text as Python 2 wrote them (the official files)."""
+    folder = _cifar_root(tmp_path, "py")
+    x, y = images_and_labels(20, (3, 32, 32), seed=9)
+    (folder / "test_batch").write_bytes(cifar_pickle(x, y, protocol=protocol))
+    dm = CIFAR10DataModule(tmp_path, val_size=10, normalize=False)
+    dm.setup()
+    test_x = torch.cat([b for b, _ in dm.test_dataloader()])
+    assert torch.equal((test_x * 255).round().to(torch.uint8), torch.from_numpy(x))

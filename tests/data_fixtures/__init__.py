@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import pickle
+import struct
 import tarfile
 from pathlib import Path
 
@@ -66,15 +67,48 @@ def cifar_records(images: np.ndarray, labels: np.ndarray) -> bytes:
     return np.concatenate([labels[:, None].astype(np.uint8), flat], axis=1).tobytes()
 
 
-def cifar_pickle(images: np.ndarray, labels: np.ndarray, protocol: int = 2) -> bytes:
-    """A CIFAR-10 python batch: the dict the official pickles hold."""
+class _Python2StylePickler(pickle._Pickler):
+    """Writes bytes and text as Python 2 ``str`` opcodes (``SHORT_BINSTRING`` /
+    ``BINSTRING``), the way the official CIFAR-10 pickles (made with Python 2)
+    store them."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_bytes(self, obj: bytes) -> None:
+        if len(obj) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+        self.memoize(obj)
+
+    def save_str(self, obj: str) -> None:
+        self.save_bytes(obj.encode("latin1"))
+
+    dispatch[bytes] = save_bytes
+    dispatch[str] = save_str
+
+
+def cifar_pickle(images: np.ndarray, labels: np.ndarray, protocol: int | None = None):
+    """A CIFAR-10 python batch: the dict the official pickles hold.
+
+    ``protocol=None`` imitates the official files: protocol 2 as Python 2 wrote
+    it (bytes as ``str`` opcodes, arrays rebuilt by
+    ``numpy.core.multiarray._reconstruct``); an int pickles with Python 3.
+    """
     batch = {
         b"batch_label": b"synthetic batch",
         b"labels": [int(label) for label in labels],
         b"data": images.reshape(len(images), -1),
         b"filenames": [f"img_{i}.png".encode() for i in range(len(images))],
     }
-    return pickle.dumps(batch, protocol=protocol)
+    if protocol is not None:
+        return pickle.dumps(batch, protocol=protocol)
+    buffer = io.BytesIO()
+    _Python2StylePickler(buffer, protocol=2).dump(batch)
+    return buffer.getvalue().replace(
+        b"cnumpy._core.multiarray\n_reconstruct\n",
+        b"cnumpy.core.multiarray\n_reconstruct\n",
+    )
 
 
 def write_cifar(folder: Path, kind: str = "bin", per_batch: int = 20, n_test: int = 10,
