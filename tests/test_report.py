@@ -254,7 +254,6 @@ def test_html_is_self_contained(built):
         assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-# Real browser -------------------------------------------------------------------
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
@@ -314,7 +313,6 @@ def test_report_opens_in_headless_chromium_with_every_figure(built, tmp_path):
     assert colour.mean() > 0.01 and rows_with_colour > 200, colour.mean()
 
 
-# A real run -----------------------------------------------------------------------
 
 
 def test_report_of_a_real_smoke_sweep(real_data_dir, tmp_path):

@@ -109,6 +109,8 @@ def best_claim(conds: list[Condition], key: str, what: str,
     if len(ranked) == 1:
         return text[:-1] + " (the only setting with this measure)."
     second = ranked[1]
+    if first.stats[key].mean == second.stats[key].mean:
+        return text[:-1] + f", tied with {second.label}."
     verdict = separated(first.stats[key], second.stats[key], higher)
     if verdict > 0:
         return text + (f" It is ahead of the runner-up {second.label} "
@@ -125,14 +127,10 @@ def speed_claim(conds: list[Condition]) -> str:
              c.stats["steps"].n]
     parts = []
     if reached:
-        fastest = min(reached, key=lambda c: c.stats["steps"].mean)
-        parts.append(f"Fewest steps to the target: {fastest.label}, "
-                     f"{fmt_target(fastest.stats['steps'])} steps "
-                     f"({fmt_target(fastest.stats['seconds'], 's')} s).")
-        fastest_s = min(reached, key=lambda c: c.stats["seconds"].mean)
-        if fastest_s is not fastest:
-            parts.append(f"Fewest seconds: {fastest_s.label}, "
-                         f"{fmt_target(fastest_s.stats['seconds'], 's')} s.")
+        parts.append(best_claim(reached, "steps", "optimizer steps to the target",
+                                higher=False, fmt=fmt_target))
+        parts.append(best_claim(reached, "seconds", "seconds to the target",
+                                higher=False, fmt=lambda s: fmt_target(s, "s")))
     else:
         parts.append("No setting reached the target in every seed, so convergence "
                      "speed is compared by final accuracy only.")
@@ -160,7 +158,6 @@ def by_part(conds: list[Condition]) -> dict[str, list[Condition]]:
     return parts
 
 
-# Batch size -------------------------------------------------------------------
 
 
 @dataclass
@@ -340,7 +337,6 @@ class _Shadow:
         self.stats = {"acc_e": extra[0], "loss_s": extra[1], "acc_t": extra[2]}
 
 
-# Momentum ------------------------------------------------------------------------
 
 
 def momentum(study: Study, conds: list[Condition]) -> list[str]:
@@ -458,7 +454,6 @@ def per_class_rows(conds: list[Condition], classes: list[str]):
     return ["Part", "Setting", "n", *names], rows
 
 
-# Learning-rate sweeps ---------------------------------------------------------------
 
 
 def sgd_lr(study: Study, conds: list[Condition]) -> list[str]:
@@ -527,7 +522,6 @@ def _extremes(conds: list[Condition]) -> list[str]:
     return out
 
 
-# Adaptive comparison -----------------------------------------------------------------
 
 
 def adaptive(study: Study, conds: list[Condition]) -> list[str]:
@@ -597,7 +591,6 @@ def _pros_cons(conds: list[Condition]) -> list[str]:
     return out
 
 
-# Adam hyperparameters -----------------------------------------------------------------
 
 
 def adam_hparams(study: Study, conds: list[Condition]) -> list[str]:
