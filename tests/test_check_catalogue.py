@@ -344,3 +344,25 @@ def test_json_diagnosis_with_distances():
     assert trajectory["name"] == "trajectory" and not trajectory["passed"]
     assert trajectory["mismatch"]["step"] == 1
     assert trajectory["mismatch"]["scenario"] == "trajectory[lr=0.02,weight_decay=0.1]"
+
+
+def test_hyperparameters_cached_at_construction_are_caught():
+    class CachedBetas(torch.optim.Adam):
+        """Right math, but betas read once in __init__ (a common student habit)."""
+
+        def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), **kwargs):
+            super().__init__(params, lr=lr, betas=betas, **kwargs)
+            self.frozen_betas = betas
+
+        def step(self, closure=None):
+            for group in self.param_groups:
+                group["betas"] = self.frozen_betas
+            return super().step(closure)
+
+    result = check_class(CachedBetas, "adam")
+    failed = [p.name for p in result.properties if not p.passed]
+    # the second param group's betas are ignored too
+    assert failed == ["param_groups", "hparams_changed"], result.format()
+    assert "hyperparameters changed between steps: first differs after step 6" in (
+        result.format()
+    )

@@ -4,9 +4,10 @@ Every algorithm is checked at its base setting (the registry entry's own
 hyperparameters with an explicit learning rate, the other defaults left to the
 submission, so wrong defaults show up) and at one setting per flag it has. The
 scenarios then cover the properties of the issue: step-by-step trajectories, one
-step from a hand-set state, two param groups with different settings, the learning
-rate changed between steps, a ``state_dict`` round trip, a parameter that gets no
-gradient on some steps, and the loss falling on a convex problem.
+step from a hand-set state, two param groups with different settings,
+hyperparameters changed between steps (the learning rate every step, one more
+half-way), a ``state_dict`` round trip, a parameter that gets no gradient on some
+steps, and the loss falling on a convex problem.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class AlgorithmSpec:
     variations: tuple[Settings, ...]  # one per flag, merged over ``base``
     group_variation: Settings  # the second param group's settings (over base)
     convex_lr: float  # a sensible learning rate for the convex problem
+    mid_run_change: Settings  # set on every group half-way (besides the lr decay)
     optional_keys: tuple[str, ...] = ()  # dropped if the constructor refuses them
 
 
@@ -35,6 +37,7 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
         base={"lr": 0.05},
         variations=({"weight_decay": 0.1},),
         group_variation={"lr": 0.02, "weight_decay": 0.05},
+        mid_run_change={},
         convex_lr=0.1,
     ),
     "momentum": AlgorithmSpec(
@@ -42,6 +45,7 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
         base={"lr": 0.05, "momentum": 0.9},
         variations=({"dampening": 0.3}, {"weight_decay": 0.1}, {"momentum": 0.5}),
         group_variation={"lr": 0.02, "momentum": 0.5, "weight_decay": 0.05},
+        mid_run_change={"momentum": 0.5},
         convex_lr=0.05,
     ),
     "nesterov": AlgorithmSpec(
@@ -49,6 +53,7 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
         base={"lr": 0.05, "momentum": 0.9, "nesterov": True},
         variations=({"weight_decay": 0.1}, {"momentum": 0.5}),
         group_variation={"lr": 0.02, "momentum": 0.5, "weight_decay": 0.05},
+        mid_run_change={"momentum": 0.5},
         convex_lr=0.05,
         optional_keys=("nesterov",),
     ),
@@ -62,6 +67,7 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
             {"eps": 1e-3},
         ),
         group_variation={"lr": 0.05, "lr_decay": 0.02, "weight_decay": 0.05},
+        mid_run_change={"eps": 1e-3},
         convex_lr=0.5,
     ),
     "rmsprop": AlgorithmSpec(
@@ -76,6 +82,7 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
             {"centered": True, "momentum": 0.5},
         ),
         group_variation={"lr": 0.005, "alpha": 0.9, "momentum": 0.5},
+        mid_run_change={"alpha": 0.9},
         convex_lr=0.02,
     ),
     "adam": AlgorithmSpec(
@@ -88,6 +95,7 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
             {"amsgrad": True},
         ),
         group_variation={"lr": 0.005, "betas": (0.5, 0.9), "weight_decay": 0.05},
+        mid_run_change={"betas": (0.8, 0.99)},
         convex_lr=0.05,
     ),
 }
@@ -159,12 +167,14 @@ def build_scenarios(
             steps=10,
         ),
         Scenario(
-            name="lr changed between steps",
+            name="hyperparameters changed between steps",
             prop="hparams_changed",
             problem="mlp",
             settings=(base,),
             steps=10,
             lr_factor=0.8,
+            change_at=5,
+            change={**spec.mid_run_change},
         ),
         Scenario(
             name="state_dict round trip",

@@ -73,6 +73,8 @@ class Scenario:
     settings: tuple[Settings, ...]
     steps: int
     lr_factor: float | None = None  # multiply every group's lr by this after a step
+    change_at: int | None = None  # after this many steps, set ``change`` on groups
+    change: Settings = field(default_factory=dict)
     intermittent: bool = False  # b2 gets no gradient on odd steps
     reload_at: int | None = None  # state_dict round trip after this many steps
     notes: dict[str, Any] = field(default_factory=dict)
@@ -84,6 +86,7 @@ class Scenario:
     def from_dict(cls, data: dict[str, Any]) -> Scenario:
         data = dict(data)
         data["settings"] = tuple(tuples(s) for s in data["settings"])
+        data["change"] = tuples(data.get("change", {}))
         return cls(**data)
 
 
@@ -218,6 +221,9 @@ def run_scenario(factory: OptimizerFactory, scenario: Scenario) -> dict[str, Any
             if scenario.lr_factor is not None:
                 for group in optimizer.param_groups:
                     group["lr"] = group["lr"] * scenario.lr_factor
+            if scenario.change_at is not None and step + 1 == scenario.change_at:
+                for group in optimizer.param_groups:
+                    group.update(scenario.change)
     return record
 
 
