@@ -1,7 +1,16 @@
 """The six studies of the assignment, one readable definition per module.
 
-``STUDIES`` maps each study name to its :class:`~experiments.studies.base.Study`;
-to change what a study runs, edit its presets in its module.
+``STUDIES`` maps each study name to its :class:`~experiments.studies.base.Study`.
+To change what a study runs, edit the preset dicts in its module, or override a
+setting for one sweep from the command line::
+
+    optimlab run sgd-lr --preset quick --set seeds=0,1,2 --set epochs=6
+    optimlab run adaptive --preset full --set "lrs={'adam': 3e-4}"
+    optimlab run all --preset smoke --dry-run     # list the runs, train nothing
+
+A preset key is either a ``TrainConfig`` field (shared by the study's runs) or one
+of the study's own knobs (its grid, ``seeds``, ``target_accuracy``); ``--set``
+accepts both and refuses anything else by name.
 """
 
 from __future__ import annotations
