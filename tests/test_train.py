@@ -201,7 +201,7 @@ def test_diverging_run_stops_at_once_and_is_recorded(tiny, lr):
     assert result.global_step == result.diverged_step
     assert result.epochs_completed == result.diverged_step // 16  # 16 steps/epoch
     assert result.test_acc is None
-    assert json.dumps(result.to_dict())  # JSON-safe even with NaN inside
+    assert json.dumps(result.to_dict(), allow_nan=False)  # NaN loss becomes null
 
 
 def test_healthy_run_is_done(tiny):
