@@ -8,6 +8,7 @@ over seeds with a band of +- one std; every legend states n.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from experiments.report.runs import _finite  # noqa: E402
 from experiments.report.stats import Condition, fmt_x  # noqa: E402
@@ -42,7 +44,14 @@ class Canvas:
 
     def save(self, fig, name: str, caption: str, alt: str) -> Drawn:
         relative = Path("figures") / f"{name}.png"
-        fig.savefig(self.folder / relative, dpi=DPI)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=DPI)
+        buffer.seek(0)
+        # a 256-colour palette keeps the figures sharp at a third of the bytes,
+        # which matters for report.html, where every figure is embedded
+        with Image.open(buffer) as image:
+            image.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE).save(
+                self.folder / relative, format="PNG")
         for extra in self.formats:
             if extra != "png":
                 fig.savefig(self.folder / "figures" / f"{name}.{extra}")
@@ -372,7 +381,9 @@ def _aligned(c: Condition, tag: str, steps: np.ndarray | None = None):
 
 def _band(ax, x: np.ndarray, ys: np.ndarray, color: str, label: str | None) -> None:
     mean = np.nanmean(ys, 0)
-    ax.plot(x, mean, color=color, label=label)
+    few = len(x) <= 12  # a short history: show its points, a single one included
+    ax.plot(x, mean, color=color, label=label, marker="o" if few else None,
+            markersize=4)
     if len(ys) > 1:
         std = np.nanstd(ys, 0, ddof=1)
         ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2)
