@@ -381,6 +381,10 @@ class NoiseScaleCallback(pl.Callback, GradientProbe):
     With a full batch, ``G_big`` is the exact gradient of the training split of
     ``N`` samples and the chunks are drawn without replacement, so (3) estimates
     ``tr(Sigma) * N / (N - 1)``: negligible for any real split.
+
+    TODO(H3): under ``precision="16-mixed"`` the gradients seen here carry the
+    GradScaler's loss scale, which changes between steps and weights the sums in
+    (4); use 32-bit or bf16 precision for noise-scale runs.
     """
 
     def __init__(self, log_every: int = 25) -> None:
