@@ -382,9 +382,9 @@ class NoiseScaleCallback(pl.Callback, GradientProbe):
     ``N`` samples and the chunks are drawn without replacement, so (3) estimates
     ``tr(Sigma) * N / (N - 1)``: negligible for any real split.
 
-    TODO(H3): under ``precision="16-mixed"`` the gradients seen here carry the
-    GradScaler's loss scale, which changes between steps and weights the sums in
-    (4); use 32-bit or bf16 precision for noise-scale runs.
+    Under ``precision="16-mixed"`` the gradients seen here would carry the
+    GradScaler's loss scale, which changes between steps and would weight the sums
+    in (4), so ``TrainConfig`` refuses that combination.
     """
 
     def __init__(self, log_every: int = 25) -> None:

@@ -185,6 +185,10 @@ def _validate(c: TrainConfig) -> None:
         raise config_error("devices", c.devices, "an integer >= 1 or 'auto'")
     if str(c.precision) not in PRECISIONS:
         raise config_error("precision", c.precision, ", ".join(PRECISIONS))
+    if c.noise_scale and str(c.precision) == "16-mixed":
+        # the GradScaler's changing loss scale would weight the estimate's sums
+        raise config_error("precision", c.precision,
+                           "32-true, 64-true or bf16-mixed when noise_scale is on")
     if not isinstance(c.logdir, str) or not c.logdir:
         raise config_error("logdir", c.logdir, "a folder path")
     if not isinstance(c.name, str) or not c.name or "/" in c.name:

@@ -67,6 +67,11 @@ def test_bad_config_value_names_field_and_value(field, value, match):
         TrainConfig(**{field: value})
 
 
+def test_noise_scale_refuses_loss_scaled_precision():
+    with pytest.raises(ValueError, match="precision='16-mixed'"):
+        TrainConfig(noise_scale=True, precision="16-mixed")
+
+
 def test_from_dict_refuses_unknown_keys_by_name():
     with pytest.raises(ValueError, match="'learning_rate'"):
         TrainConfig.from_dict({"model": "mlp", "learning_rate": 0.1})
