@@ -366,3 +366,18 @@ def test_hyperparameters_cached_at_construction_are_caught():
     assert "hyperparameters changed between steps: first differs after step 6" in (
         result.format()
     )
+
+
+def test_exception_in_step_fails_with_the_submission_frame():
+    class Careless(torch.optim.SGD):
+        @torch.no_grad()
+        def step(self, closure=None):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    p.sub_(group["lr"] * p.grad)  # p.grad may be None
+
+    result = check_class(Careless, "sgd")
+    assert result.exit_code == 1
+    trajectory = next(p for p in result.properties if p.name == "trajectory")
+    assert "raised TypeError" in trajectory.detail
+    assert result.matched == [] and "no known mistake comes close" in result.format()

@@ -175,13 +175,17 @@ def _distance(
 ) -> float:
     """Largest error over the scenarios both ran (``inf`` when none).
 
+    Scenarios that one side could not build or run by design (a flag its
+    constructor refuses, a state that cannot be set by hand) are left out; one
+    that raised in ``records`` but not in ``other`` makes the two incomparable.
     ``lenient``: see ``compare.error_matrix``'s ``lenient_after_blowup``.
     """
     worst, compared = 0.0, 0
     for scenario in scenarios:
-        mine, theirs = records.get(scenario.name), other.get(scenario.name)
-        if not mine or not theirs:
-            continue
+        mine = records.get(scenario.name) or {}
+        theirs = other.get(scenario.name) or {}
+        if mine.get("status") == "error" and theirs.get("status") == "ok":
+            return math.inf
         if mine.get("status") != "ok" or theirs.get("status") != "ok":
             continue
         worst = max(worst, distance(mine["positions"], theirs["positions"], lenient))

@@ -105,8 +105,8 @@ class CheckResult:
         else:
             return [
                 "Diagnosis: no known mistake comes close (the submission's "
-                "runs are not comparable with any of them, e.g. NaN where "
-                "they have numbers)."
+                "runs are not comparable with any of them: it raised, or has "
+                "NaN where they have numbers)."
             ]
         for entry in shown:
             lines.append(

@@ -26,6 +26,9 @@ from optimizers.check.scenarios import Scenario
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 _TAIL = 4000
+_FILE_LIMIT = (
+    256 << 20
+)  # no file the child writes (its output included) grows past this
 STARTUP_LIMIT_S = 120.0  # torch import and warm-up, before the submission's clock
 
 
@@ -154,6 +157,7 @@ def _limits(timeout: float, memory_mb: int):
         resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (_FILE_LIMIT, _FILE_LIMIT))
 
     return apply
 
