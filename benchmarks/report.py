@@ -2,6 +2,8 @@
 
     python -m benchmarks.report [--seeds 2] [--detail 10] [--keep DIR]
 
+(``--keep DIR`` writes the log directory to DIR/logs, or reuses it when present.)
+
 Writes a synthetic log directory (``experiments.report.synthetic``, quick scale:
 every study, about 110 settings x seeds runs) with the event density of the real
 instruments (per-parameter scalars for ``--detail`` tensors and one histogram per
@@ -33,9 +35,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = args.keep or Path(scratch)
         started = time.perf_counter()
-        logdir = make_logdir(root / "logs", scale="quick", seeds=args.seeds,
-                             epochs=4, steps_per_epoch=args.steps_per_epoch,
-                             detail=args.detail)
+        logdir = root / "logs"
+        if not (args.keep and logdir.is_dir()):  # --keep DIR reuses DIR/logs
+            make_logdir(logdir, scale="quick", seeds=args.seeds, epochs=4,
+                        steps_per_epoch=args.steps_per_epoch, detail=args.detail)
         made = time.perf_counter() - started
         size = sum(p.stat().st_size for p in logdir.rglob("events.out.*"))
         studies = load_logdir(logdir)

@@ -183,6 +183,20 @@ def test_missing_study_and_partial_logdir_render_the_rest(tmp_path):
     assert "Study `nope`: not found in the log directory." in text
 
 
+def test_damaged_index_and_summary_are_reported_and_the_rest_rendered(tmp_path):
+    logdir = make_logdir(tmp_path / "logs", seeds=2, plant_problems=False,
+                         studies=("adaptive",))
+    (logdir / "adaptive" / "index.json").write_text("{not json")
+    damaged = sorted((logdir / "adaptive").glob("*/summary.json"))[0]
+    damaged.write_text('{"run_id": "x", "status": "exploded"}')
+    text = build_report(logdir, tmp_path / "out").markdown.read_text()
+    assert "unreadable" in text and "index.json" in text
+    assert "status 'exploded' is not done, diverged or failed" in text
+    rows = [line for line in _section(text, "adaptive").splitlines()
+            if line.startswith("| main |")]
+    assert any("(n=1)" in row for row in rows)  # the damaged run is left out
+
+
 @pytest.mark.parametrize("case", ["absent", "empty", "unrelated", "file", "study"])
 def test_bad_logdir_is_a_clear_error_naming_it(tmp_path, capsys, case):
     logdir = tmp_path / "logs"
