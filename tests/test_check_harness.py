@@ -129,3 +129,15 @@ def test_console_command_nan_submission():
     assert trajectory["mismatch"]["submitted"] is None
     assert "non-finite value" in trajectory["detail"]
     assert not any(d["matched"] for d in data["diagnosis"])
+
+
+def test_child_records_are_sanitised():
+    """The child's JSON is untrusted: only well-typed numbers get through."""
+    good = runner._clean({"status": "ok", "positions": [[1, 2], [3, "nan"]]})
+    assert good["positions"] == [[1.0, 2.0], [3.0, good["positions"][1][1]]]
+    assert good["grad_modified"] == 0.0
+    for bad in ({"status": "ok", "positions": "x"}, {"status": "ok"}, [1], {}):
+        assert runner._clean(bad) == {
+            "status": "error",
+            "error": "malformed record from the child",
+        }

@@ -198,8 +198,34 @@ def _read_results(out_path: Path, returncode: int, outcome: ChildOutcome) -> Non
         outcome.error = f"the child's results could not be read: {error}"
         return
     outcome.status = status
-    outcome.error = data.get("error")
-    outcome.records = {str(k): v for k, v in records.items() if isinstance(v, dict)}
+    outcome.error = None if data.get("error") is None else str(data["error"])
+    outcome.records = {str(k): _clean(v) for k, v in records.items()}
+
+
+def _clean(record: Any) -> dict[str, Any]:
+    """Keep only well-typed fields of a record the child wrote (it is untrusted)."""
+    if not isinstance(record, dict) or not isinstance(record.get("status"), str):
+        return {"status": "error", "error": "malformed record from the child"}
+    clean: dict[str, Any] = {"status": record["status"]}
+    for key in ("error", "traceback"):
+        if key in record:
+            clean[key] = str(record[key])[:4000]
+    try:
+        for key in ("positions", "reloaded"):
+            if key in record:
+                clean[key] = [[float(x) for x in row] for row in record[key]]
+        clean["losses"] = [float(x) for x in record.get("losses", [])]
+        for key in ("grad_modified", "nograd_moved"):
+            clean[key] = float(record.get(key, 0.0))
+        if isinstance(record.get("state_keys"), dict):
+            clean["state_keys"] = {
+                str(k): str(v) for k, v in record["state_keys"].items()
+            }
+    except (TypeError, ValueError):
+        return {"status": "error", "error": "malformed record from the child"}
+    if clean["status"] == "ok" and "positions" not in clean:
+        return {"status": "error", "error": "malformed record from the child"}
+    return clean
 
 
 def _tail(path: Path) -> str:
