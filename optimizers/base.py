@@ -191,7 +191,7 @@ class Optimizer(torch.optim.Optimizer):
         params, grads = [], []
         for position, p in enumerate(group["params"]):
             grad = p.grad
-            if grad is None:
+            if grad is None or p.numel() == 0:  # nothing to update
                 continue
             if grad.is_sparse:
                 raise RuntimeError(

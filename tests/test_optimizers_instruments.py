@@ -196,3 +196,14 @@ def test_requested_steps_never_synchronise_with_the_host(name):
     tensors = [stats.grad_norm, stats.update_norm, stats.param_norm,
                *stats.effective_lr.values()]
     assert all(t.device.type == "meta" and t.shape == (2,) for t in tensors)
+
+
+@pytest.mark.parametrize("name", optimizers.available())
+def test_empty_parameters_are_left_out(name):
+    empty = torch.zeros(0, 4, requires_grad=True)
+    full = torch.ones(3, requires_grad=True)
+    opt = optimizers.build(name, [empty, full])
+    empty.grad, full.grad = torch.zeros(0, 4), torch.ones(3)
+    opt.request_stats()
+    opt.step()
+    assert [id(p) for p in opt.last_stats.params] == [id(full)]
