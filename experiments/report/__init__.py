@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.report import figures as fig
-from experiments.report.document import Document, to_html, to_markdown
+from experiments.report.document import Document, slug, to_html, to_markdown
 from experiments.report.findings import (
     CRITICAL_HEADER,
     RANGE_HEADER,
@@ -38,6 +37,7 @@ from experiments.report.findings import (
 from experiments.report.runs import (
     KNOWN_STUDIES,
     ReportError,
+    Run,
     Study,
     load_logdir,
     read_scalars,
@@ -124,8 +124,9 @@ def build_report(logdir: str | Path, out: str | Path,
     """Write the report of the studies under ``logdir`` into ``out``."""
     loaded = load_logdir(logdir, studies)
     folder = Path(out)
-    if (folder / "figures").is_dir():
-        shutil.rmtree(folder / "figures")
+    for stale in (folder / "figures").glob("*.*"):
+        if stale.suffix.lstrip(".") in FORMATS:  # figures of an earlier report
+            stale.unlink()
     canvas = fig.Canvas(folder, formats)
     doc = Document()
     doc.heading(1, "optimlab report")
@@ -135,7 +136,8 @@ def build_report(logdir: str | Path, out: str | Path,
         absent += [name for name in KNOWN_STUDIES if name not in
                    {s.name for s in loaded}]
     doc.paragraph(
-        f"Runs read from `{logdir}`: {sum(len(s.runs) for s in present)} summaries "
+        f"Runs read from `{logdir}`: {sum(len(_unique(s)) for s in present)} "
+        "summaries "
         f"in {len(present)} studies. "
         + (f"Missing studies: {', '.join(absent)}." if absent else
            "Every requested study is present."))
@@ -156,9 +158,12 @@ def build_report(logdir: str | Path, out: str | Path,
 
 
 def _anchor(study: Study) -> str:
-    from experiments.report.document import slug
-
     return slug(_title(study))
+
+
+def _unique(study: Study) -> list[Run]:
+    """One entry per run (a run in several parts of a study appears in each)."""
+    return list({run.run_id: run for run in study.runs}.values())
 
 
 def _title(study: Study) -> str:
@@ -169,7 +174,7 @@ def _study_section(doc: Document, canvas: fig.Canvas, study: Study) -> list[fig.
     conds = conditions(study)
     ended = [c for c in conds if c.n]
     doc.heading(2, _title(study))
-    status = {k: sum(r.status == k for r in study.runs)
+    status = {k: sum(r.status == k for r in _unique(study))
               for k in ("done", "diverged", "failed")}
     target = (f"{100 * study.target_accuracy:.1f} %" if study.target_accuracy
               is not None else "not set")
@@ -317,7 +322,7 @@ def _missing_section(doc: Document, loaded: list[Study], absent: list[str]) -> N
             lines.append(f"Study `{study.name}`: {len(study.unfinished)} run folders "
                          f"have no summary.json (started, not ended): "
                          f"{', '.join(study.unfinished)}.")
-        for run in study.runs:
+        for run in _unique(study):
             if run.status == "failed":
                 error = (run.error or "no error recorded").strip().splitlines()
                 lines.append(f"Study `{study.name}`: run {run.run_id} failed: "
