@@ -357,3 +357,12 @@ def test_report_of_a_real_smoke_sweep(real_data_dir, tmp_path):
     for kind in ("main-curves", "main-effective-lr", "main-grad-update", "per-class"):
         assert (written.markdown.parent / "figures" / f"adaptive-{kind}.png").is_file()
     assert "Missing studies: batch-size, momentum" in markdown
+
+
+def test_adaptive_learning_rates_are_checked_against_the_lr_sweep(built):
+    _, _, markdown = built
+    findings = _between(_section(markdown, "adaptive"), "### Findings", "### Tables")
+    line = next(x for x in findings.splitlines() if "checked against adaptive-lr" in x)
+    for name in ("rmsprop", "adam"):  # adagrad's first seed failed, the rest ended
+        assert re.search(rf"{name} used 0\.01, (inside|outside) its acceptable range",
+                         line), line

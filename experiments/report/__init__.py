@@ -148,7 +148,9 @@ def build_report(logdir: str | Path, out: str | Path,
     for study in present:
         for run in study.runs:
             read_scalars(run, TAGS)
-        drawn += _study_section(doc, canvas, study)
+    by_study = {study.name: conditions(study) for study in present}
+    for study in present:
+        drawn += _study_section(doc, canvas, study, by_study)
     _missing_section(doc, loaded, absent)
     markdown = folder / "report.md"
     markdown.write_text(to_markdown(doc), encoding="utf-8")
@@ -170,8 +172,9 @@ def _title(study: Study) -> str:
     return f"{study.title} ({study.name})" if study.title != study.name else study.name
 
 
-def _study_section(doc: Document, canvas: fig.Canvas, study: Study) -> list[fig.Drawn]:
-    conds = conditions(study)
+def _study_section(doc: Document, canvas: fig.Canvas, study: Study,
+                   by_study: dict[str, list[Condition]]) -> list[fig.Drawn]:
+    conds = by_study[study.name]
     ended = [c for c in conds if c.n]
     doc.heading(2, _title(study))
     status = {k: sum(r.status == k for r in _unique(study))
@@ -191,7 +194,7 @@ def _study_section(doc: Document, canvas: fig.Canvas, study: Study) -> list[fig.
         doc.heading(3, f"Questions: {study.name}")
         doc.bullets(study.questions)
     doc.heading(3, f"Findings: {study.name}")
-    doc.bullets(findings(study, conds))
+    doc.bullets(findings(study, conds, by_study))
     doc.heading(3, f"Tables: {study.name}")
     if ended:
         doc.table(f"{study.name}: results per setting (mean ± std over seeds)",

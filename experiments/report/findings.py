@@ -643,8 +643,33 @@ FINDINGS: dict[str, Callable[[Study, list[Condition]], list[str]]] = {
 }
 
 
-def findings(study: Study, conds: list[Condition]) -> list[str]:
+def findings(study: Study, conds: list[Condition],
+             others: dict[str, list[Condition]] | None = None) -> list[str]:
+    """The findings of one study; ``others`` holds the conditions of the other
+    studies for the claims that cross studies (adaptive's lrs vs adaptive-lr)."""
     if not conds or not any(c.n for c in conds):
         return ["No run of this study ended, so there is nothing to report yet."]
-    return FINDINGS.get(study.name, generic)(study, [c for c in conds if c.n])
+    out = FINDINGS.get(study.name, generic)(study, [c for c in conds if c.n])
+    if study.name == "adaptive":
+        out.append("**Learning rates checked against adaptive-lr.** "
+                   + _lr_check(conds, (others or {}).get("adaptive-lr", [])))
+    return out
+
+
+def _lr_check(conds: list[Condition], sweep: list[Condition]) -> str:
+    ranges = {r.series: r for r in lr_ranges([c for c in sweep if c.n])}
+    if not ranges:
+        return "The adaptive-lr study has no ended run, so the choice is unchecked."
+    parts = []
+    for c in conds:
+        lr = _finite(c.runs[0].config.get("hparams", {}).get("lr")) if c.runs else None
+        r = ranges.get(c.series)
+        if lr is None or r is None:
+            continue
+        where = ("inside" if r.low <= lr <= r.high and lr not in r.gaps
+                 else "outside")
+        parts.append(f"{c.series} used {fmt_x(lr)}, {where} its acceptable range "
+                     f"{r.text()} (best grid lr {fmt_x(r.best.x)})")
+    return ("; ".join(parts) + ".") if parts else (
+        "No optimizer of this study appears in the adaptive-lr sweep.")
 
