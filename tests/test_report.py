@@ -222,8 +222,10 @@ def test_format_option_writes_svg_and_pdf_and_refuses_others(tmp_path, capsys):
         parse_formats("png,gif")
     logdir = make_logdir(tmp_path / "logs", seeds=2, plant_problems=False,
                          studies=("adaptive",))
-    args = _args(logdir, tmp_path / "out", fmt="svg,pdf")
-    assert main(args) == 0
+    from experiments.cli import main as optimlab
+
+    assert optimlab(["report", "--logdir", str(logdir), "--out", str(tmp_path / "out"),
+                     "--studies", "adaptive", "--format", "svg,pdf"]) == 0
     figures = tmp_path / "out" / "figures"
     for suffix in ("png", "svg", "pdf"):
         assert list(figures.glob(f"adaptive-main-curves.{suffix}"))
