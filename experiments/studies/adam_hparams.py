@@ -40,7 +40,7 @@ PRESETS = {
         **_MLP,
         "subset": None,
         "val_size": 5000,
-        "epochs": 2,
+        "epochs": 3,
         "batch_size": 128,
         "log_every": 20,
         "val_every": 0.5,
@@ -50,7 +50,7 @@ PRESETS = {
         "epss": [1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 1.0],
         "grid": True,
         "defaults": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
-        "seeds": [0],
+        "seeds": [0, 1],
         "target_accuracy": 0.86,
     },
     "full": {

@@ -8,6 +8,11 @@ Keras/PyTorch-style defaults), Adagrad 1e-2 (the PyTorch default; Adagrad's
 accumulated denominator only shrinks the step, so it needs a larger lr than the
 other two). Where the adaptive-lr sensitivity curve puts the best grid point
 elsewhere, edit ``lrs`` below or pass ``--set lrs="{'adam': 3e-4, ...}"``.
+
+Check made (adaptive-lr at the quick preset, 2026-12-04, one seed, two epochs,
+half-decade grid): the best final validation accuracy was at lr 1e-2 for Adagrad
+(0.879), 1e-3 for RMSProp (0.873) and 3.16e-3 for Adam (0.873, against 0.870 at
+1e-3, a gap within seed noise), so the defaults sit at or next to the best point.
 """
 
 from __future__ import annotations
@@ -36,12 +41,12 @@ PRESETS = {
         **_MLP,
         "subset": None,
         "val_size": 5000,
-        "epochs": 3,
+        "epochs": 5,
         "batch_size": 128,
         "log_every": 20,
         "val_every": 0.25,
         "lrs": dict(CHOSEN_LRS),
-        "seeds": [0, 1],
+        "seeds": [0, 1, 2],
         "target_accuracy": 0.86,
     },
     "full": {

@@ -61,7 +61,7 @@ PRESETS = {
         "warmup_epochs": 1,
         "full_batch_epochs": 20,
         "noise_scale_at": [64, 256],
-        "seeds": [0],
+        "seeds": [0, 1],
         "target_accuracy": 0.35,
     },
     "full": {

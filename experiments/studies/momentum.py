@@ -42,7 +42,7 @@ PRESETS = {
         "val_every": 0.5,
         "lr": 0.01,
         "momenta": [0.5, 0.9, 0.99],
-        "seeds": [0, 1],
+        "seeds": [0, 1, 2],
         "target_accuracy": 0.35,
     },
     "full": {

@@ -35,8 +35,8 @@ PRESETS = {
         "batch_size": 64,
         "log_every": 10,
         "val_every": 0.5,
-        # 7 points, half a decade apart from 1e-4 to 1 (the full preset has 9).
-        "lrs": [1e-4, 1e-3, 3.16e-3, 1e-2, 3.16e-2, 0.1, 1.0],
+        # 9 points, half a decade apart from 1e-4 to 1.
+        "lrs": [1e-4, 3.16e-4, 1e-3, 3.16e-3, 1e-2, 3.16e-2, 0.1, 0.316, 1.0],
         "momentum": 0.9,
         "seeds": [0, 1],
         "target_accuracy": 0.3,
