@@ -26,9 +26,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
+# The report is written even when some runs failed (it lists them); make still
+# exits with the sweep's status so that failures are not missed.
 run: $(STAMP)
-	$(PY) -m experiments.cli run all --preset $(PRESET)
-	$(PY) -m experiments.cli report
+	status=0; $(PY) -m experiments.cli run all --preset $(PRESET) || status=$$?; \
+	$(PY) -m experiments.cli report || exit $$?; exit $$status
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q
