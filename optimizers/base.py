@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeAlias
 
@@ -31,6 +31,11 @@ from optimizers.stats import GroupStats, StepStats, assemble
 Params: TypeAlias = Iterable[Tensor] | Iterable[dict[str, Any]]
 Closure: TypeAlias = Callable[[], Tensor | float]
 Betas: TypeAlias = tuple[float, float]
+
+# Elements per tile of :meth:`Optimizer.tiles`: a tile of each operand list plus its
+# work buffer stays in the CPU's cache between the operations applied to it. A
+# multiple of every vector width, so a tile boundary is never a kernel's tail.
+TILE = 1 << 19
 
 @dataclass(frozen=True)
 class Interval:
@@ -128,13 +133,15 @@ class Optimizer(torch.optim.Optimizer):
                 )
         super().add_param_group(param_group)
 
-    def scratch(self, params: list[Tensor]) -> list[Tensor]:
+    def scratch(self, params: list[Tensor], name: str = "update") -> list[Tensor]:
         """One work tensor per parameter, kept between steps (not part of the state).
 
         Its contents are undefined on entry; an update writes a temporary into it
-        with ``out=`` instead of allocating a model-sized tensor every step.
+        with ``out=`` instead of allocating a model-sized tensor every step (on a
+        CPU, the fresh pages of a large allocation cost more than the arithmetic).
+        ``name`` keeps apart buffers that one step uses for different purposes.
         """
-        buffers = self.__dict__.setdefault("_scratch", {})
+        buffers = self.__dict__.setdefault("_scratch", {}).setdefault(name, {})
         work = []
         for p in params:
             buffer = buffers.get(p)
@@ -143,6 +150,66 @@ class Optimizer(torch.optim.Optimizer):
             work.append(buffer)
         return work
 
+    def tiles(
+        self, *lists: list[Tensor], work: bool = True, whole: bool = False
+    ) -> Iterator[tuple[list[Tensor] | None, ...]]:
+        """Walk same-shaped tensor lists in cache-sized tiles, with a work buffer.
+
+        Yields tuples ``(*pieces, work)``: ``pieces`` are views of the same elements
+        of each list (a large contiguous tensor is cut into flat runs of
+        :data:`TILE` elements; a small or non-contiguous one comes whole), ``work``
+        a matching view into one buffer reused by every tile. Element-wise
+        operations applied tile by tile give the same bits as on whole tensors,
+        but a temporary written into ``work`` and read back never leaves the cache.
+        With ``whole``, and off the CPU (where a kernel launch costs more than the
+        memory traffic), the lists themselves are the one tile and ``work`` is
+        :meth:`scratch`. Without ``work``, ``work`` is ``None``.
+        """
+        first = lists[0]
+        if whole or not first or first[0].device.type != "cpu":
+            yield (*lists, self.scratch(first) if work else None)
+            return
+        pending: list[tuple[Tensor, ...]] = []
+        size = 0
+        for operands in zip(*lists, strict=True):
+            n = operands[0].numel()
+            if n <= TILE or not all(t.is_contiguous() for t in operands):
+                pending.append(operands)
+                size += n
+            else:
+                flat = [t.view(-1) for t in operands]
+                for start in range(0, n, TILE):
+                    pending.append(tuple(f[start:start + TILE] for f in flat))
+                    size += min(TILE, n - start)
+                    if size >= TILE:
+                        yield self._tile(pending, size, work)
+                        pending, size = [], 0
+                continue
+            if size >= TILE:
+                yield self._tile(pending, size, work)
+                pending, size = [], 0
+        if pending:
+            yield self._tile(pending, size, work)
+
+    def _tile(
+        self, pending: list[tuple[Tensor, ...]], size: int, work: bool
+    ) -> tuple[list[Tensor] | None, ...]:
+        columns = [list(column) for column in zip(*pending, strict=True)]
+        if not work:
+            return (*columns, None)
+        like = pending[0][0]
+        buffers = self.__dict__.setdefault("_tile_work", {})
+        key = (like.dtype, like.device)
+        buffer = buffers.get(key)
+        if buffer is None or buffer.numel() < size:
+            buffer = buffers[key] = torch.empty(max(size, 2 * TILE), dtype=like.dtype,
+                                                device=like.device)
+        views, offset = [], 0
+        for t in columns[0]:
+            views.append(buffer[offset:offset + t.numel()].view(t.shape))
+            offset += t.numel()
+        return (*columns, views)
+
     # -- instruments -----------------------------------------------------------------
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -150,6 +217,9 @@ class Optimizer(torch.optim.Optimizer):
         super().__setstate__(state)
         self.__dict__.setdefault("_stats_requested", False)
         self.__dict__.setdefault("last_stats", None)
+
+    def _stats_work(self, params: list[Tensor]) -> list[Tensor]:
+        return self.scratch(params, name="stats")
 
     def request_stats(self) -> None:
         """Make the next :meth:`step` record a :class:`StepStats` in ``last_stats``."""
@@ -178,7 +248,7 @@ class Optimizer(torch.optim.Optimizer):
             self.check_group(group)
             if group.get("maximize", False):
                 grads = torch._foreach_neg(grads)
-            stats = GroupStats(index, params) if record else None
+            stats = GroupStats(index, params, self._stats_work) if record else None
             states = [self.state[p] for p in params]
             self._update_group(group, params, grads, states, stats)
             if stats is not None:

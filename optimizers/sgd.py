@@ -123,31 +123,39 @@ class SGD(Optimizer):
         if lam != 0:
             grads = torch._foreach_add(grads, params, alpha=lam)
 
-        # (2) momentum buffer
-        d = grads
+        # (2)-(4) tile by tile, so that b, g and d stay in the cache from one
+        # equation to the next (a tile's d lives only in a cache-sized work
+        # buffer: .grad is never written). The statistics need whole tensors.
+        b = grads
+        tiled_momentum = False
         if mu != 0:
             b, b_old, g_old = _momentum_buffers(states, grads)
-            if b_old:
+            tiled_momentum = len(b_old) == len(b)
+            if b_old and not tiled_momentum:  # some buffers start this step
                 torch._foreach_mul_(b_old, mu)
                 torch._foreach_add_(b_old, g_old, alpha=1 - tau)
-            d = b
+        whole = stats is not None or not (tiled_momentum or group["nesterov"])
+        nesterov = group["nesterov"]
+        for p_, g_, b_, d_ in self.tiles(params, grads, b, work=nesterov, whole=whole):
+            # (2) momentum buffer
+            if tiled_momentum:
+                torch._foreach_mul_(b_, mu)
+                torch._foreach_add_(b_, g_, alpha=1 - tau)
+            # (3) direction
+            if nesterov:
+                for d_i, g_i, b_i in zip(d_, g_, b_, strict=True):
+                    torch.add(g_i, b_i, alpha=mu, out=d_i)
+            else:
+                d_ = b_  # heavy ball (μ ≠ 0) or plain (b is g)
+            # (4) parameter update
+            torch._foreach_add_(p_, d_, alpha=-lr)
 
-        # (3) Nesterov direction, written into buffers kept between steps: a new
-        # model-sized tensor every step costs more than the arithmetic on a CPU
-        if group["nesterov"]:
-            d = self.scratch(params)
-            for d_i, g_i, b_i in zip(d, grads, b, strict=True):
-                torch.add(g_i, b_i, alpha=mu, out=d_i)
-
-        if stats is not None:
+        if stats is not None:  # one tile: the whole lists
             stats.gradient(grads)
             if mu != 0:
                 stats.momentum(b)
-            stats.update(d, lr)
+            stats.update(d_, lr)
             stats.scalar_lr(lr, lr * (1 - tau) / (1 - mu) if mu != 0 else lr)
-
-        # (4) parameter update
-        torch._foreach_add_(params, d, alpha=-lr)
 
 
 def _momentum_buffers(

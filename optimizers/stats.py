@@ -9,7 +9,7 @@ what the step already has in hand; :func:`assemble` joins the groups into the
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -49,9 +49,17 @@ class GroupStats:
     list's norms are taken once, even when one list plays two parts.
     """
 
-    def __init__(self, index: int, params: list[Tensor]) -> None:
+    def __init__(
+        self,
+        index: int,
+        params: list[Tensor],
+        work: Callable[[list[Tensor]], list[Tensor]] | None = None,
+    ) -> None:
         self.index = index
         self.params = params
+        # One work tensor per parameter for a temporary of its size (the
+        # optimizer's buffers kept between steps); else fresh tensors.
+        self._work = work or (lambda ts: [torch.empty_like(t) for t in ts])
         self.param_norm = _stacked_norms(params)  # before the update
         self.grad_norm: Tensor | None = None
         self.update_norm: Tensor | None = None
@@ -97,15 +105,20 @@ class GroupStats:
 
     def elementwise_update(self, direction: list[Tensor], lr: list[Tensor]) -> None:
         """The applied change is ``lr * direction`` element by element."""
-        self.update_norm = self._norms(torch._foreach_mul(direction, lr))
+        change = self._work(self.params)
+        for c, d, a in zip(change, direction, lr, strict=True):
+            torch.mul(d, a, out=c)
+        self.update_norm = self._norms(change)
 
     def snapshot(self) -> None:
         """Keep a copy of the parameters, for an update that is not one product."""
-        self._before = torch._foreach_clone(self.params)
+        self._before = self._work(self.params)
+        torch._foreach_copy_(self._before, self.params)
 
     def update_from_snapshot(self) -> None:
         """The update norm as ``||θ_t − θ_{t-1}||``, after :meth:`snapshot`."""
-        self.update_norm = self._norms(torch._foreach_sub(self.params, self._before))
+        torch._foreach_sub_(self._before, self.params)  # θ_{t-1} − θ_t, same norm
+        self.update_norm = self._norms(self._before)
         del self._before
 
     def _norms(self, tensors: list[Tensor]) -> Tensor:
