@@ -240,6 +240,10 @@ class Optimizer(torch.optim.Optimizer):
                 loss = closure()
         record = self._stats_requested
         self._stats_requested = False
+        if record:
+            # Let the memory of the statistics this step replaces (the element-wise
+            # effective lr, model-sized) be reused by this step's temporaries.
+            self.last_stats = None
         recorded: list[GroupStats] = []
         for index, group in enumerate(self.param_groups):
             params, grads = self._with_grad(index, group)
