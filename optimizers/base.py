@@ -106,6 +106,9 @@ class Optimizer(torch.optim.Optimizer):
     """
 
     rules: ClassVar[dict[str, Any]] = {}
+    # True where _update_group hands the parameters before the update to
+    # GroupStats.tile itself (tile by tile) instead of GroupStats taking their norms.
+    param_norm_in_update: ClassVar[bool] = False
 
     def __init__(self, params: Params, defaults: dict[str, Any]) -> None:
         self._stats_requested = False
@@ -152,34 +155,37 @@ class Optimizer(torch.optim.Optimizer):
 
     def tiles(
         self, *lists: list[Tensor], work: bool = True, whole: bool = False
-    ) -> Iterator[tuple[list[Tensor] | None, ...]]:
+    ) -> Iterator[tuple[Any, ...]]:
         """Walk same-shaped tensor lists in cache-sized tiles, with a work buffer.
 
-        Yields tuples ``(*pieces, work)``: ``pieces`` are views of the same elements
-        of each list (a large contiguous tensor is cut into flat runs of
+        Yields tuples ``(*pieces, work, owners)``: ``pieces`` are views of the same
+        elements of each list (a large contiguous tensor is cut into flat runs of
         :data:`TILE` elements; a small or non-contiguous one comes whole), ``work``
-        a matching view into one buffer reused by every tile. Element-wise
-        operations applied tile by tile give the same bits as on whole tensors,
-        but a temporary written into ``work`` and read back never leaves the cache.
+        a matching view into one buffer reused by every tile (``None`` unless
+        ``work``), ``owners`` the position in the lists of the tensor each piece
+        belongs to. Element-wise operations applied tile by tile give the same bits
+        as on whole tensors, but what one writes and the next reads stays in the
+        cache, and a temporary written into ``work`` never leaves it.
         With ``whole``, and off the CPU (where a kernel launch costs more than the
         memory traffic), the lists themselves are the one tile and ``work`` is
-        :meth:`scratch`. Without ``work``, ``work`` is ``None``.
+        :meth:`scratch`.
         """
         first = lists[0]
         if whole or not first or first[0].device.type != "cpu":
-            yield (*lists, self.scratch(first) if work else None)
+            yield (*lists, self.scratch(first) if work else None,
+                   list(range(len(first))))
             return
-        pending: list[tuple[Tensor, ...]] = []
+        pending: list[tuple[int, tuple[Tensor, ...]]] = []
         size = 0
-        for operands in zip(*lists, strict=True):
+        for owner, operands in enumerate(zip(*lists, strict=True)):
             n = operands[0].numel()
             if n <= TILE or not all(t.is_contiguous() for t in operands):
-                pending.append(operands)
+                pending.append((owner, operands))
                 size += n
             else:
                 flat = [t.view(-1) for t in operands]
                 for start in range(0, n, TILE):
-                    pending.append(tuple(f[start:start + TILE] for f in flat))
+                    pending.append((owner, tuple(f[start:start + TILE] for f in flat)))
                     size += min(TILE, n - start)
                     if size >= TILE:
                         yield self._tile(pending, size, work)
@@ -192,12 +198,13 @@ class Optimizer(torch.optim.Optimizer):
             yield self._tile(pending, size, work)
 
     def _tile(
-        self, pending: list[tuple[Tensor, ...]], size: int, work: bool
-    ) -> tuple[list[Tensor] | None, ...]:
-        columns = [list(column) for column in zip(*pending, strict=True)]
+        self, pending: list[tuple[int, tuple[Tensor, ...]]], size: int, work: bool
+    ) -> tuple[Any, ...]:
+        owners = [owner for owner, _ in pending]
+        columns = [list(c) for c in zip(*(ops for _, ops in pending), strict=True)]
         if not work:
-            return (*columns, None)
-        like = pending[0][0]
+            return (*columns, None, owners)
+        like = columns[0][0]
         buffers = self.__dict__.setdefault("_tile_work", {})
         key = (like.dtype, like.device)
         buffer = buffers.get(key)
@@ -208,7 +215,7 @@ class Optimizer(torch.optim.Optimizer):
         for t in columns[0]:
             views.append(buffer[offset:offset + t.numel()].view(t.shape))
             offset += t.numel()
-        return (*columns, views)
+        return (*columns, views, owners)
 
     # -- instruments -----------------------------------------------------------------
 
@@ -252,7 +259,9 @@ class Optimizer(torch.optim.Optimizer):
             self.check_group(group)
             if group.get("maximize", False):
                 grads = torch._foreach_neg(grads)
-            stats = GroupStats(index, params, self._stats_work) if record else None
+            stats = (GroupStats(index, params, self._stats_work,
+                                param_norm=not self.param_norm_in_update)
+                     if record else None)
             states = [self.state[p] for p in params]
             self._update_group(group, params, grads, states, stats)
             if stats is not None:

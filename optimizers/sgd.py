@@ -72,6 +72,7 @@ class SGD(Optimizer):
         recurrent networks." ICASSP 2013. https://arxiv.org/abs/1212.0901
     """
 
+    param_norm_in_update = True
     rules = {
         "lr": NON_NEGATIVE,
         "momentum": UNIT,
@@ -125,7 +126,7 @@ class SGD(Optimizer):
 
         # (2)-(4) tile by tile, so that b, g and d stay in the cache from one
         # equation to the next (a tile's d lives only in a cache-sized work
-        # buffer: .grad is never written). The statistics need whole tensors.
+        # buffer: .grad is never written); the statistics read each tile there.
         b = grads
         tiled_momentum = False
         if mu != 0:
@@ -134,9 +135,10 @@ class SGD(Optimizer):
             if b_old and not tiled_momentum:  # some buffers start this step
                 torch._foreach_mul_(b_old, mu)
                 torch._foreach_add_(b_old, g_old, alpha=1 - tau)
-        whole = stats is not None or not (tiled_momentum or group["nesterov"])
         nesterov = group["nesterov"]
-        for p_, g_, b_, d_ in self.tiles(params, grads, b, work=nesterov, whole=whole):
+        whole = not (tiled_momentum or nesterov)
+        for p_, g_, b_, d_, at in self.tiles(params, grads, b, work=nesterov,
+                                             whole=whole):
             # (2) momentum buffer
             if tiled_momentum:
                 torch._foreach_mul_(b_, mu)
@@ -147,14 +149,13 @@ class SGD(Optimizer):
                     torch.add(g_i, b_i, alpha=mu, out=d_i)
             else:
                 d_ = b_  # heavy ball (μ ≠ 0) or plain (b is g)
+            if stats is not None:  # θ not yet updated
+                stats.tile(at, p_, g_, b_ if mu != 0 else None, d_)
             # (4) parameter update
             torch._foreach_add_(p_, d_, alpha=-lr)
 
-        if stats is not None:  # one tile: the whole lists
-            stats.gradient(grads)
-            if mu != 0:
-                stats.momentum(b)
-            stats.update(d_, lr)
+        if stats is not None:
+            stats.finish_tiles(lr)
             stats.scalar_lr(lr, lr * (1 - tau) / (1 - mu) if mu != 0 else lr)
 
 

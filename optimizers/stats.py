@@ -54,13 +54,16 @@ class GroupStats:
         index: int,
         params: list[Tensor],
         work: Callable[[list[Tensor]], list[Tensor]] | None = None,
+        *,
+        param_norm: bool = True,
     ) -> None:
         self.index = index
         self.params = params
         # One work tensor per parameter for a temporary of its size (the
         # optimizer's buffers kept between steps); else fresh tensors.
         self._work = work or (lambda ts: [torch.empty_like(t) for t in ts])
-        self.param_norm = _stacked_norms(params)  # before the update
+        # Before the update; else the update hands the parameters to tile().
+        self.param_norm = _stacked_norms(params) if param_norm else None
         self.grad_norm: Tensor | None = None
         self.update_norm: Tensor | None = None
         self.momentum_norm: Tensor | None = None
@@ -121,6 +124,64 @@ class GroupStats:
         self.update_norm = self._norms(self._before)
         del self._before
 
+    def tile(
+        self,
+        owners: list[int],
+        params: list[Tensor],
+        grads: list[Tensor],
+        momentum: list[Tensor] | None,
+        direction: list[Tensor],
+    ) -> None:
+        """One tile of an update applied tile by tile (``Optimizer.tiles``).
+
+        Pieces of the parameters before the update, the gradient, the momentum
+        buffer and the direction; ``owners[k]`` is the tensor piece k belongs to.
+        Their norms are taken while the tile is in the cache; :meth:`finish_tiles`
+        joins the pieces of each tensor.
+        """
+        pieces = self.__dict__.setdefault("_pieces", {})
+        self.__dict__.setdefault("_owners", []).extend(owners)
+        taken: dict[int, list[Tensor]] = {}
+        roles = {"param": params, "grad": grads, "momentum": momentum,
+                 "direction": direction}
+        for role, tensors in roles.items():
+            if tensors is None:
+                continue
+            if id(tensors) not in taken:
+                taken[id(tensors)] = list(torch._foreach_norm(tensors))
+            pieces.setdefault(role, []).extend(taken[id(tensors)])
+
+    def finish_tiles(self, lr: float) -> None:
+        """Per-tensor norms from the tiles' pieces; the applied change is lr * d."""
+        owners = self.__dict__.pop("_owners")
+        pieces = self.__dict__.pop("_pieces")
+        n = len(self.params)
+        split = owners != list(range(n))
+        index = torch.tensor(owners, device=self.params[0].device) if split else None
+
+        def join(parts: list[Tensor]) -> Tensor:
+            norms = _stack_on_first_device(parts)
+            if not split:
+                return norms
+            wide = norms.double() if norms.device.type == "cpu" else norms
+            total = torch.zeros(n, dtype=wide.dtype, device=wide.device)
+            return total.index_add_(0, index, wide * wide).sqrt().to(norms.dtype)
+
+        # Roles that shared a piece list (heavy ball: b is d) share the norms.
+        cache: dict[tuple[int, ...], Tensor] = {}
+
+        def norms_of(role: str) -> Tensor:
+            key = tuple(id(t) for t in pieces[role])
+            if key not in cache:
+                cache[key] = join(pieces[role])
+            return cache[key]
+
+        self.param_norm = norms_of("param")
+        self.grad_norm = norms_of("grad")
+        if "momentum" in pieces:
+            self.momentum_norm = norms_of("momentum")
+        self.update_norm = norms_of("direction") * lr
+
     def _norms(self, tensors: list[Tensor]) -> Tensor:
         # The same list is often two things at once (heavy ball: the buffer is the
         # direction), so each list's norms are taken once. The cache holds the list
@@ -132,7 +193,10 @@ class GroupStats:
 
 
 def _stacked_norms(tensors: list[Tensor]) -> Tensor:
-    norms = torch._foreach_norm(tensors)
+    return _stack_on_first_device(torch._foreach_norm(tensors))
+
+
+def _stack_on_first_device(norms: Sequence[Tensor]) -> Tensor:
     device = norms[0].device
     return torch.stack([n if n.device == device else n.to(device) for n in norms])
 
