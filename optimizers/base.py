@@ -207,15 +207,21 @@ class Optimizer(torch.optim.Optimizer):
         like = columns[0][0]
         buffers = self.__dict__.setdefault("_tile_work", {})
         key = (like.dtype, like.device)
-        buffer = buffers.get(key)
+        buffer, layouts = buffers.get(key, (None, {}))
         if buffer is None or buffer.numel() < size:
-            buffer = buffers[key] = torch.empty(max(size, 2 * TILE), dtype=like.dtype,
-                                                device=like.device)
-        views, offset = [], 0
-        for t in columns[0]:
-            views.append(buffer[offset:offset + t.numel()].view(t.shape))
-            offset += t.numel()
-        return (*columns, views, owners)
+            buffer = torch.empty(max(size, 2 * TILE), dtype=like.dtype,
+                                 device=like.device)
+            buffers[key] = buffer, (layouts := {})
+        layout = tuple(t.shape for t in columns[0])
+        views = layouts.get(layout)
+        if views is None:  # the same few layouts come back every step
+            views, offset = [], 0
+            for shape in layout:
+                n = shape.numel()
+                views.append(buffer[offset:offset + n].view(shape))
+                offset += n
+            layouts[layout] = views
+        return (*columns, list(views), owners)
 
     # -- instruments -----------------------------------------------------------------
 
