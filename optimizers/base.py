@@ -167,11 +167,13 @@ class Optimizer(torch.optim.Optimizer):
         as on whole tensors, but what one writes and the next reads stays in the
         cache, and a temporary written into ``work`` never leaves it.
         With ``whole``, and off the CPU (where a kernel launch costs more than the
-        memory traffic), the lists themselves are the one tile and ``work`` is
-        :meth:`scratch`.
+        memory traffic), or when the lists hold at most two tiles' worth of
+        elements (cache-sized already), the lists themselves are the one tile and
+        ``work`` is :meth:`scratch`.
         """
         first = lists[0]
-        if whole or not first or first[0].device.type != "cpu":
+        if (whole or not first or first[0].device.type != "cpu"
+                or sum(t.numel() for t in first) <= 2 * TILE):
             yield (*lists, self.scratch(first) if work else None,
                    list(range(len(first))))
             return
