@@ -169,6 +169,14 @@ class ImageDataModule(L.LightningDataModule):
     def num_test(self) -> int:
         return len(self._splits()["test_y"])
 
+    def check_sizes(self) -> None:
+        """Read the data and check ``val_size`` and ``subset`` against its size.
+
+        Raises the ``ValueError`` naming the field that :meth:`setup` would raise,
+        but before a trainer starts (the decoded data is kept for ``setup``).
+        """
+        self._splits()
+
     # -- Lightning hooks ----------------------------------------------------------
 
     def prepare_data(self) -> None:

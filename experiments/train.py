@@ -19,6 +19,7 @@ and ``train_subset`` are accepted as shortcuts).
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import dataclasses
 import json
@@ -38,10 +39,11 @@ log = logging.getLogger(__name__)
 MODELS = ("cnn", "mlp")
 ARCHS = {"cnn": ("default", "cifar10_3c3d"), "mlp": ("default", "fmnist_mlp")}
 SCHEDULES = ("constant", "step", "cosine")
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+# TPUs and Transformer Engine need packages this project does not install
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 PRECISIONS = (
     "64-true", "64", "32-true", "32", "16-mixed", "bf16-mixed", "16-true",
-    "bf16-true", "transformer-engine",
+    "bf16-true",
 )  # fmt: skip
 
 
@@ -83,7 +85,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.hidden is not None:
+            if not isinstance(self.hidden, list | tuple):
+                raise config_error("hidden", self.hidden,
+                                   "a list of one or more positive integers")
             object.__setattr__(self, "hidden", tuple(self.hidden))
+        if not isinstance(self.hparams, Mapping):
+            raise config_error("hparams", self.hparams, "a mapping of name: value")
         object.__setattr__(self, "hparams", dict(self.hparams))
         _validate(self)
 
@@ -181,8 +188,10 @@ def _validate(c: TrainConfig) -> None:
                            "a fraction of an epoch in (0, 1] or steps >= 1")
     if c.accelerator not in ACCELERATORS:
         raise config_error("accelerator", c.accelerator, ", ".join(ACCELERATORS))
-    if not ((_is_int(c.devices) and c.devices >= 1) or c.devices == "auto"):
-        raise config_error("devices", c.devices, "an integer >= 1 or 'auto'")
+    if c.devices != 1 or not _is_int(c.devices):
+        # one process per run: the sweep gives each worker its own device
+        raise config_error("devices", c.devices, "1 (multi-device training is not "
+                           "supported; run a sweep with one worker per device)")
     if str(c.precision) not in PRECISIONS:
         raise config_error("precision", c.precision, ", ".join(PRECISIONS))
     if c.noise_scale and str(c.precision) == "16-mixed":
@@ -314,10 +323,14 @@ def train(
 
     started = time.perf_counter()
     check_optimizer(config)
+    check_accelerator(config)
     with _quiet_lightning():
         pl.seed_everything(config.seed, workers=True, verbose=False)
         if datamodule is None:
             datamodule = build_datamodule(config)
+        check_sizes = getattr(datamodule, "check_sizes", None)
+        if callable(check_sizes):
+            check_sizes()  # val_size and subset against the data set, before Lightning
         model = build_model(config, getattr(datamodule, "classes", None))
         logger = TensorBoardLogger(
             save_dir=config.logdir,
@@ -362,6 +375,8 @@ def train(
         )
         if config.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=False)
+        log_dir = Path(logger.log_dir)
+        existed = log_dir.exists()
         try:
             trainer.fit(model, datamodule=datamodule)
             diverged_step = model.divergence.diverged_step
@@ -375,6 +390,10 @@ def train(
                 _patch_last_history(model)
             if diverged_step is None:
                 trainer.test(model, datamodule=datamodule, verbose=False)
+        except BaseException:
+            if not existed and trainer.global_step == 0:
+                _remove_unused_log_dir(logger, log_dir)
+            raise
         finally:
             if config.deterministic:
                 torch.use_deterministic_algorithms(False)
@@ -405,6 +424,33 @@ def train(
         history=history,
         log_dir=logger.log_dir,
     )
+
+
+def check_accelerator(config: TrainConfig) -> None:
+    """Refuse an accelerator this machine lacks, before Lightning starts."""
+    import torch
+
+    if config.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise config_error("accelerator", config.accelerator,
+                           "cpu or auto: no CUDA GPU is visible on this machine")
+    if config.accelerator == "mps" and not torch.backends.mps.is_available():
+        raise config_error("accelerator", config.accelerator,
+                           "cpu or auto: no Apple MPS device on this machine")
+
+
+def _remove_unused_log_dir(logger, log_dir: Path) -> None:
+    """Delete the log folder a run that failed before its first step created.
+
+    It holds at most TensorBoard's empty event file and the hyperparameters, and
+    left in place it would only take the next ``version_N`` number.
+    """
+    import shutil
+
+    writer = getattr(logger, "_experiment", None)
+    if writer is not None:
+        with contextlib.suppress(Exception):
+            writer.close()
+    shutil.rmtree(log_dir, ignore_errors=True)
 
 
 def _needs_final_validation(model, trainer) -> bool:
@@ -506,9 +552,13 @@ def _accept_hyperparameter_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_value(text: str) -> Any:
-    """``'0.9'`` -> 0.9, ``'true'`` -> True, ``'0.9,0.99'`` -> (0.9, 0.99), ..."""
-    if "," in text:
-        return tuple(parse_value(part) for part in text.split(",") if part)
+    """A hyperparameter flag's value, read as a Python literal where it is one.
+
+    ``'0.9'`` -> 0.9, ``'true'`` -> True, ``'none'`` -> None, and ``'0.9,0.99'``,
+    ``'(0.9,0.99)'`` and ``'[0.9, 0.99]'`` all -> (0.9, 0.99). Literals are read
+    with ``ast.literal_eval`` (no code runs); anything else stays a string.
+    """
+    text = text.strip()
     lowered = text.lower()
     if lowered in ("true", "yes", "on"):
         return True
@@ -516,11 +566,17 @@ def parse_value(text: str) -> Any:
         return False
     if lowered in ("none", "null"):
         return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        value = text
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    if value is not text:
+        return value
+    if "," in text:  # a list of words, e.g. a,b
+        return tuple(parse_value(part) for part in text.strip("()[]").split(",")
+                     if part.strip())
     return text
 
 
@@ -593,7 +649,13 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"config file {str(path)!r} must hold a mapping of fields")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     result: dict[str, Any] = {}
-    hparams = dict(data.pop("hparams", None) or {})
+    hparams = data.pop("hparams", None) or {}
+    if not isinstance(hparams, Mapping):
+        raise ValueError(
+            f"config file {str(path)!r}: hparams={hparams!r} is invalid; allowed: "
+            "a mapping of name: value (e.g. 'hparams: {momentum: 0.9}')"
+        )
+    hparams = dict(hparams)
     if "lr" in data:
         hparams["lr"] = data.pop("lr")
     for key, value in data.items():
@@ -651,11 +713,14 @@ def main(args: argparse.Namespace) -> int:
         return 2
     log.info("training %s/%s with %s %s", config.model, config.arch,
              config.optimizer, config.hparams)
-    from datamodules.errors import DataFormatError, DataNotFoundError, DownloadError
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from datamodules.errors import DownloadError
 
     try:
         result = train(config)
-    except (DataNotFoundError, DataFormatError, DownloadError) as error:
+    except (ValueError, DownloadError, MisconfigurationException) as error:
+        # bad sizes, data or settings Lightning refuses: one line, no traceback
         print(f"optimlab train: error: {error}", file=sys.stderr)
         return 2
     lines = [

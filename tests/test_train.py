@@ -58,6 +58,11 @@ BAD_FIELDS = [
     ("precision", "8-bit", "precision='8-bit'"),
     ("name", "a/b", "name='a/b'"),
     ("noise_scale", "yes", "noise_scale='yes'"),
+    ("hidden", 256, "hidden=256"),  # a YAML scalar, not a list
+    ("hparams", 5, "hparams=5"),
+    ("devices", 2, "devices=2"),  # multi-device (DDP) is refused
+    ("accelerator", "tpu", "accelerator='tpu'"),
+    ("precision", "transformer-engine", "precision='transformer-engine'"),
 ]
 
 
@@ -288,6 +293,55 @@ def test_cli_bad_flags_are_named(argv, match, capsys):
         code, err = stop.code, capsys.readouterr().err
     assert code == 2
     assert match in err
+
+
+class _FailsAtStart(pl.Callback):
+    def on_train_start(self, trainer, pl_module):
+        raise RuntimeError("boom at the start")
+
+
+def test_failed_run_leaves_no_empty_log_folder(tiny, tmp_path):
+    with pytest.raises(RuntimeError, match="boom"):
+        train(tiny(), callbacks=[_FailsAtStart()])
+    assert not list((tmp_path / "logs").glob("*/version_*"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "yaml", "match"),
+    [
+        (["--train-subset", "100000"], None, "subset=100000"),
+        (["--val-size", "100000"], None, "val_size=100000"),
+        (["--accelerator", "gpu"], None, "accelerator='gpu'"),
+        (["--devices", "2"], None, "devices=2"),
+        ([], "hparams: 5\n", "hparams=5"),
+        ([], "hidden: 256\n", "hidden=256"),
+    ],
+)
+def test_cli_bad_settings_are_one_clean_line(
+    argv, yaml, match, real_data_dir, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    if yaml is not None:
+        (tmp_path / "run.yaml").write_text(yaml)
+        argv = [*argv, "--config", str(tmp_path / "run.yaml")]
+    code, _, err = _run_cli(
+        [*argv, "--data-dir", str(real_data_dir), "--logdir", str(tmp_path / "logs"),
+         "--no-progress-bar"],
+        capsys,
+    )
+    assert code == 2, err
+    assert match in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not list((tmp_path / "logs").glob("*/version_*"))
+
+
+@pytest.mark.parametrize("text", ["0.9,0.99", "(0.9,0.99)", "[0.9, 0.99]"])
+def test_cli_tuple_hyperparameters_are_numbers(text):
+    parser = cli.build_parser("train")
+    args = parser.parse_args(["train", "--optimizer", "adam", "--betas", text])
+    from experiments.train import config_from_args
+
+    assert config_from_args(args).hparams["betas"] == (0.9, 0.99)
 
 
 def test_cli_missing_data_is_a_clean_error(tmp_path, capsys):
