@@ -178,9 +178,9 @@ def test_missing_study_and_partial_logdir_render_the_rest(tmp_path):
     assert ("Missing studies: batch-size, momentum, sgd-lr, adaptive-lr, "
             "adam-hparams") in text
     assert "### Findings: adaptive" in text and "![" in text
-    written = build_report(logdir, tmp_path / "out2", studies=["adaptive", "nope"])
+    written = build_report(logdir, tmp_path / "out2", studies=["adaptive", "sgd-lr"])
     text = written.markdown.read_text()
-    assert "Study `nope`: not found in the log directory." in text
+    assert "Study `sgd-lr`: not found in the log directory." in text
 
 
 def test_damaged_index_and_summary_are_reported_and_the_rest_rendered(tmp_path):
@@ -188,7 +188,8 @@ def test_damaged_index_and_summary_are_reported_and_the_rest_rendered(tmp_path):
                          studies=("adaptive",))
     (logdir / "adaptive" / "index.json").write_text("{not json")
     damaged = sorted((logdir / "adaptive").glob("*/summary.json"))[0]
-    damaged.write_text('{"run_id": "x", "status": "exploded"}')
+    run_id = damaged.parent.name  # a planned run, so the report reads it
+    damaged.write_text(json.dumps({"run_id": run_id, "status": "exploded"}))
     text = build_report(logdir, tmp_path / "out").markdown.read_text()
     assert "unreadable" in text and "index.json" in text
     assert "status 'exploded' is not done, diverged or failed" in text
@@ -368,3 +369,49 @@ def test_adaptive_learning_rates_are_checked_against_the_lr_sweep(built):
     for name in ("rmsprop", "adam"):  # adagrad's first seed failed, the rest ended
         assert re.search(rf"{name} used 0\.01, (inside|outside) its acceptable range",
                          line), line
+
+
+def _adaptive_logdir(tmp_path: Path, seeds: int = 2) -> Path:
+    return make_logdir(tmp_path / "logs", seeds=seeds, plant_problems=False,
+                       studies=("adaptive",))
+
+
+def test_runs_outside_the_current_plan_are_listed_as_stale_never_pooled(tmp_path):
+    logdir = _adaptive_logdir(tmp_path)
+    folder = logdir / "adaptive"
+    source = json.loads((folder / "index.json").read_text())["runs"][0]
+    stale = {**source, "run_id": "stale-run", "log_dir": None,
+             "config": {**source["config"], "epochs": 2}}
+    (folder / "stale-run").mkdir()
+    (folder / "stale-run" / "summary.json").write_text(json.dumps(stale))
+    (folder / "old-unfinished").mkdir()  # a killed run of the earlier plan
+    text = build_report(logdir, tmp_path / "out").markdown.read_text()
+    row = _table_row(_section(text, "adaptive"), source["series"])
+    assert row[2] == "2", row  # the stale run with the same seed is not pooled
+    assert "2 runs not in the current plan (stale, ignored): old-unfinished, " \
+           "stale-run." in text
+    assert "Runs read from" in text and "16 summaries" not in text
+    meta = json.loads((folder / "study.json").read_text())
+    del meta["planned_runs"]
+    (folder / "study.json").write_text(json.dumps(meta))
+    text = build_report(logdir, tmp_path / "out").markdown.read_text()
+    assert "study.json lists no planned runs" in text
+    assert _table_row(_section(text, "adaptive"), source["series"])[2] == "3"
+
+
+def test_bad_studies_and_out_are_clear_errors(tmp_path, capsys):
+    from experiments.cli import main as optimlab
+
+    logdir = tmp_path / "logs"
+    (logdir / "adaptive").mkdir(parents=True)
+    (logdir / "adaptive" / "study.json").write_text("{}")
+    assert optimlab(["report", "--logdir", str(logdir), "--out",
+                     str(tmp_path / "out"), "--studies", "nosuch"]) == 2
+    error = capsys.readouterr().err
+    assert "'nosuch'" in error and "valid studies: adam-hparams" in error
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for out in (blocker, blocker / "below"):
+        assert optimlab(["report", "--logdir", str(logdir), "--out", str(out)]) == 2
+        error = capsys.readouterr().err
+        assert f"--out '{out}'" in error and "Traceback" not in error

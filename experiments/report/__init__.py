@@ -123,7 +123,7 @@ def build_report(logdir: str | Path, out: str | Path,
                  formats: tuple[str, ...] = ("png",)) -> Written:
     """Write the report of the studies under ``logdir`` into ``out``."""
     loaded = load_logdir(logdir, studies)
-    folder = Path(out)
+    folder = _out_folder(out)
     for stale in (folder / "figures").glob("*.*"):
         if stale.suffix.lstrip(".") in FORMATS:  # figures of an earlier report
             stale.unlink()
@@ -159,6 +159,21 @@ def build_report(logdir: str | Path, out: str | Path,
     return Written(markdown, page, tuple(folder / d.png for d in drawn))
 
 
+def _out_folder(out: str | Path) -> Path:
+    """``out`` as a folder that exists, or a :class:`ReportError` naming it."""
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ReportError(f"--out '{folder}' is a file, not a folder; pass a folder "
+                          "for report.md, report.html and figures/")
+    try:
+        (folder / "figures").mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ReportError(f"--out '{folder}': cannot create the report folder "
+                          f"({error.strerror or error}); pass a writable folder"
+                          ) from None
+    return folder
+
+
 def _anchor(study: Study) -> str:
     return slug(_title(study))
 
@@ -188,6 +203,16 @@ def _study_section(doc: Document, canvas: fig.Canvas, study: Study,
         f"{status['diverged']} diverged, {status['failed']} failed"
         + (f", {lost} planned runs missing or unfinished (listed at the end)"
            if lost else "") + ".")
+    if study.stale:
+        doc.paragraph(
+            f"{len(study.stale)} runs on disk are not in the current plan (stale, "
+            "ignored): they were planned by an earlier `optimlab run` of this "
+            "study with other settings; no table, figure or finding uses them "
+            "(listed at the end).")
+    if not study.has_plan:
+        doc.paragraph(
+            "study.json lists no planned runs, so this section uses every summary "
+            "found in the study folder; runs of earlier plans may be mixed in.")
     if study.notes:
         doc.paragraph(f"Study notes: {study.notes}")
     if study.questions:
@@ -321,6 +346,9 @@ def _missing_section(doc: Document, loaded: list[Study], absent: list[str]) -> N
         if study.missing:
             lines.append(f"Study `{study.name}`: {len(study.missing)} planned runs "
                          f"have no summary: {', '.join(study.missing)}.")
+        if study.stale:
+            lines.append(f"Study `{study.name}`: {len(study.stale)} runs not in the "
+                         f"current plan (stale, ignored): {', '.join(study.stale)}.")
         if study.unfinished:
             lines.append(f"Study `{study.name}`: {len(study.unfinished)} run folders "
                          f"have no summary.json (started, not ended): "

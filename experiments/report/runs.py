@@ -90,6 +90,8 @@ class Study:
     missing: list[str]  # planned ids without a summary
     unfinished: list[str]  # run folders without summary.json
     problems: list[str]  # unreadable files and bad fields
+    stale: list[str] = field(default_factory=list)  # on disk, not in the plan
+    has_plan: bool = True  # False: study.json lists no plan, every run is used
 
 
 def load_logdir(logdir: str | Path, studies: list[str] | None = None) -> list[Study]:
@@ -124,6 +126,13 @@ def load_logdir(logdir: str | Path, studies: list[str] | None = None) -> list[St
             f"(studies: {', '.join(KNOWN_STUDIES)}); run `optimlab run all` first"
         )
     names = list(studies) if studies else _ordered(found)
+    unknown = [n for n in names if n not in found and n not in KNOWN_STUDIES]
+    if unknown:
+        valid = sorted(set(KNOWN_STUDIES) | set(found))
+        raise ReportError(
+            f"--studies: unknown {', '.join(repr(n) for n in unknown)}; valid "
+            f"studies: {', '.join(valid)}"
+        )
     loaded = []
     for name in names:
         if name in found:
@@ -217,6 +226,18 @@ def _read_json(path: Path, problems: list[str]) -> Any:
         return None
 
 
+def _plan(meta: dict[str, Any]) -> tuple[list[str], dict[str, list]]:
+    """The planned run ids of ``study.json`` and each one's memberships."""
+    members: dict[str, list] = {}
+    for entry in meta.get("planned") or []:
+        if isinstance(entry, dict) and entry.get("run_id"):
+            members[str(entry["run_id"])] = list(entry.get("memberships") or [])
+    ids = meta.get("planned_runs")
+    planned = ([str(r) for r in ids] if isinstance(ids, list) and ids
+               else list(members))
+    return planned, members
+
+
 def _load_study(name: str, folder: Path, root: Path) -> Study:
     problems: list[str] = []
     meta = _read_json(folder / "study.json", problems) or {}
@@ -230,18 +251,36 @@ def _load_study(name: str, folder: Path, root: Path) -> Study:
             summaries[str(summary["run_id"])] = summary
     unfinished = []
     for run_folder in sorted(p for p in folder.iterdir() if p.is_dir()):
-        summary = _read_json(run_folder / "summary.json", problems)
+        path = run_folder / "summary.json"
+        if not path.is_file():
+            if run_folder.name not in summaries:
+                unfinished.append(run_folder.name)
+            continue
+        summary = _read_json(path, problems)  # unreadable: a problem line
         if isinstance(summary, dict) and summary.get("run_id"):
             summaries.setdefault(str(summary["run_id"]), summary)
-        elif summary is None and run_folder.name not in summaries:
-            unfinished.append(run_folder.name)
+        elif isinstance(summary, dict):
+            problems.append(f"damaged run summary {path}: it has no 'run_id'; "
+                            "left out")
+        elif summary is not None:
+            problems.append(f"damaged run summary {path}: not a JSON object; "
+                            "left out")
+    planned, members = _plan(meta)
+    stale: list[str] = []
+    if planned:
+        wanted = set(planned)
+        stale = sorted({*(r for r in summaries if r not in wanted),
+                        *(u for u in unfinished if u not in wanted)})
+        summaries = {r: s for r, s in summaries.items() if r in wanted}
+        unfinished = [u for u in unfinished if u in wanted]
     runs = []
     for run_id, summary in summaries.items():
+        if members.get(run_id):  # the current plan says which parts it serves
+            summary = {**summary, "memberships": members[run_id]}
         try:
             runs += _parse_run(summary, folder, root)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             problems.append(f"run {run_id}: bad summary ({error}); left out")
-    planned = [str(r) for r in meta.get("planned_runs", meta.get("planned", []))]
     missing = [run_id for run_id in planned if run_id not in summaries]
     unfinished = [u for u in unfinished if u not in summaries]
     model = meta.get("model") or _first(runs, lambda r: r.config.get("model"))
@@ -255,7 +294,8 @@ def _load_study(name: str, folder: Path, root: Path) -> Study:
         title=str(meta.get("title") or name),
         questions=[str(q) for q in meta.get("questions", [])],
         model=model,
-        preset=meta.get("preset") or (index.get("preset") if index else None),
+        preset=meta.get("preset") or (index.get("preset") if isinstance(index, dict)
+                                       else None),
         target_accuracy=target,
         classes=[str(c) for c in classes],
         fields=meta.get("fields") or {},
@@ -265,6 +305,8 @@ def _load_study(name: str, folder: Path, root: Path) -> Study:
         missing=missing,
         unfinished=unfinished,
         problems=problems,
+        stale=stale,
+        has_plan=bool(planned),
     )
 
 
