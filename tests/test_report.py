@@ -415,3 +415,19 @@ def test_bad_studies_and_out_are_clear_errors(tmp_path, capsys):
         assert optimlab(["report", "--logdir", str(logdir), "--out", str(out)]) == 2
         error = capsys.readouterr().err
         assert f"--out '{out}'" in error and "Traceback" not in error
+
+
+def test_full_batch_is_compared_at_equal_epochs_then_at_its_own_budget(built):
+    _, _, markdown = built
+    section = _section(markdown, "batch-size")
+    budget_table = section.split("(fixed-lr): equal-budget comparison*", 1)[1]
+    at_equal_epochs = _table_row(budget_table, "batch_size=full")[3]
+    final = _table_row(section, "batch_size=full")[3]
+    assert at_equal_epochs != final  # synthetic full batch trains twice the epochs
+    claim = next(line for line in section.splitlines()
+                 if line.startswith("- **fixed-lr, full batch vs mini-batch.**"))
+    equal, own = claim.split("After its own budget", 1)
+    assert "at equal epochs (4, read from the history)" in equal
+    assert f"batch_size=full {at_equal_epochs}" in equal and final not in equal
+    assert own.startswith(" (8 epochs, 8 optimizer steps), full batch ends at "
+                          f"{final} final validation accuracy")

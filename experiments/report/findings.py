@@ -270,17 +270,54 @@ def batch_size(study: Study, conds: list[Condition]) -> list[str]:
         full = [c for c in group if _is_full(c)]
         mini = [c for c in group if not _is_full(c)]
         if full and mini:
-            best_mini = max(mini, key=lambda c: c.stats["final"].mean or -1)
-            out.append(f"**{part}, full batch vs mini-batch.** " + _pair(
-                best_mini, full[0], "final", "Final validation accuracy at equal "
-                "epochs, best mini-batch vs exact full-batch gradient descent") + (
-                f" Steps to the target: {fmt_target(full[0].stats['steps'])} for full "
-                f"batch vs {fmt_target(best_mini.stats['steps'])} for "
-                f"{best_mini.label}."))
+            out.append(f"**{part}, full batch vs mini-batch.** "
+                       + _full_vs_mini(full[0], mini, b))
         elif not full:
             out.append(f"**{part}, full batch.** No full-batch run in this part.")
     out.append("**Critical batch size.** " + critical_claim(conds))
     return out
+
+
+def _full_vs_mini(full: Condition, mini: list[Condition], b: Budgets) -> str:
+    """Full batch against the best mini-batch setting at equal epochs (from the
+    history), then each after its own budget: full-batch runs usually train more
+    epochs (``full_batch_epochs``), so their final accuracy is no equal-epoch
+    figure."""
+    text = ""
+    if b.epochs is not None and b.rows[id(full)][0].n:
+        shadows = [_Shadow(c, b.rows[id(c)]) for c in mini]
+        best = max(shadows, key=lambda w: w.stats["acc_e"].mean or -1)
+        text += _pair(best, _Shadow(full, b.rows[id(full)]), "acc_e",
+                      f"Validation accuracy at equal epochs ({b.epochs:.4g}, read "
+                      "from the history), best mini-batch vs exact full-batch "
+                      "gradient descent") + " "
+    else:
+        text += "No equal-epoch point: full batch has no evaluation within the "
+        text += "mini-batch epochs. "
+    best_mini = max(mini, key=lambda c: c.stats["final"].mean or -1)
+    text += (f"After its own budget ({_budget_of(full)}), full batch ends at "
+             f"{fmt_acc(full.stats['final'])} final validation accuracy; the best "
+             f"mini-batch setting, {best_mini.label}, ends at "
+             f"{fmt_acc(best_mini.stats['final'])} after {_budget_of(best_mini)}. ")
+    return text + (
+        f"Steps to the target: {fmt_target(full.stats['steps'])} for full batch vs "
+        f"{fmt_target(best_mini.stats['steps'])} for {best_mini.label}.")
+
+
+def _budget_of(c: Condition) -> str:
+    """The epochs and optimizer steps the ended runs of ``c`` trained."""
+    ends = [(r.result.get("history") or [{}])[-1] for r in c.runs
+            if r.status == "done"]
+
+    def span(key: str) -> str:
+        values = sorted({v for v in (_finite(e.get(key)) for e in ends)
+                         if v is not None})
+        if not values:
+            return "?"
+        low, high = values[0], values[-1]
+        return f"{low:.4g}" if low == high else f"{low:.4g}-{high:.4g}"
+
+    return f"{span('epochs_done')} epochs, {span('step')} optimizer steps"
 
 
 def critical_rows(conds: list[Condition]) -> list[list[str]]:

@@ -126,10 +126,12 @@ def make_logdir(root: str | Path, scale: str = "small", seeds: int = 3,
                 run_dir = folder / run_id
                 run_dir.mkdir(exist_ok=True)
                 failed = plant_problems and study == "adaptive" and k == 0 and seed == 0
-                summary = _run(p, seed, epochs, steps_per_epoch, run_id, failed)
+                # full batch trains longer, as full_batch_epochs does in the sweep
+                trained = 2 * epochs if p.batch_size == "full" else epochs
+                summary = _run(p, seed, trained, steps_per_epoch, run_id, failed)
                 if not failed:
                     writer = SummaryWriter(log_dir=str(run_dir))
-                    _events(writer, p, seed, epochs, steps_per_epoch,
+                    _events(writer, p, seed, trained, steps_per_epoch,
                             summary["result"]["history"], summary["status"], detail)
                     writer.close()
                 summary["log_dir"] = f"{study}/{run_id}"
