@@ -141,3 +141,46 @@ def test_child_records_are_sanitised():
             "status": "error",
             "error": "malformed record from the child",
         }
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")  # a zombie waits only for its reaper
+
+
+def test_processes_forked_by_a_submission_die_with_the_check(tmp_path):
+    pid_file = tmp_path / "forked.pid"
+    submission = tmp_path / "forks.py"
+    submission.write_text(
+        "import os, time\nimport torch\n\n"
+        "if os.fork() == 0:\n"
+        f"    open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        "    time.sleep(60)\n"
+        "    os._exit(0)\n\n\n"
+        "class ForkingSGD(torch.optim.SGD):\n    pass\n"
+    )
+    outcome = runner.run_child(submission, "ForkingSGD", [], timeout=30)
+    assert outcome.status == "ok", outcome
+    pid = int(pid_file.read_text())
+    try:
+        deadline = time.monotonic() + 2.0
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(pid), "the submission's forked process outlived the check"
+    finally:
+        if _alive(pid):
+            os.kill(pid, 9)
+
+
+def test_syntax_error_message_shows_the_line_not_importlib(tmp_path):
+    path = tmp_path / "bad_syntax.py"
+    path.write_text("import torch\n\n\nclass X(torch.optim.SGD):\n    def step(self:\n")
+    with pytest.raises(_LoadError) as info:
+        _load_class(str(path), "X", torch.optim.Optimizer)
+    message = str(info.value)
+    assert "raised SyntaxError" in message and "line 5" in message
+    assert "def step(self:" in message
+    assert "importlib" not in message and "optimizers/check" not in message

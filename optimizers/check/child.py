@@ -129,10 +129,22 @@ def _load_class(file: str, class_name: str, base: type) -> type:
 
 
 def _submission_frames(error: BaseException, file: str) -> str:
-    frames = traceback.extract_tb(error.__traceback__)
+    """The last frames of ``error`` in the submission's file (importlib's own
+    frames never shown); for a syntax error, the offending line and its caret."""
+    frames = [
+        f
+        for f in traceback.extract_tb(error.__traceback__)
+        if not f.filename.startswith("<frozen importlib")
+    ]
     name = Path(file).name
-    mine = [f for f in frames if Path(f.filename).name == name] or frames[-1:]
-    return "".join(traceback.format_list(mine[-3:]))[:2000]
+    mine = [f for f in frames if Path(f.filename).name == name]
+    text = "".join(traceback.format_list(mine[-3:]))
+    if isinstance(error, SyntaxError):
+        # the File/line/caret lines; the last line repeats the message
+        text += "".join(traceback.format_exception_only(error)[:-1])
+    elif not mine:
+        text = "".join(traceback.format_list(frames[-1:]))
+    return text[:2000]
 
 
 def _write(out_path: str, result: dict[str, Any]) -> None:

@@ -3,8 +3,10 @@
 The child gets its limits from ``resource.setrlimit`` before it starts (address
 space cannot be used: torch maps more than any sensible limit, so the data segment,
 which covers the heap and anonymous mappings, is limited instead; CPU time is capped
-as a backstop). The parent enforces the wall-clock limit and kills the child's whole
-process group when it runs over. It reads back only a JSON file of numbers.
+as a backstop). The parent enforces the wall-clock limit, and when the check ends,
+by the child's exit or by running over, it kills the child's whole process group,
+so nothing the submission started outlives the check. It reads back only a JSON
+file of numbers.
 """
 
 from __future__ import annotations
@@ -124,7 +126,8 @@ def run_child(
 
 
 def _wait(proc: subprocess.Popen[bytes], progress: Path, timeout: float) -> bool:
-    """Wait for the child; kill it and return True when it runs over.
+    """Wait for the child; return True when it ran over. Either way its process
+    group is killed before the child is reaped (see :func:`_kill_group`).
 
     The limit counts from the moment the child starts on the submission (its
     progress file leaves the start-up phases), so torch's own start-up, which
@@ -135,11 +138,10 @@ def _wait(proc: subprocess.Popen[bytes], progress: Path, timeout: float) -> bool
     deadline = start + STARTUP_LIMIT_S + timeout
     started = False
     while True:
-        try:
-            proc.wait(timeout=0.05)
+        if _exited(proc):
+            _kill_group(proc)
             return False
-        except subprocess.TimeoutExpired:
-            pass
+        time.sleep(0.05)
         now = time.monotonic()
         if not started and _read(progress) not in (None, "", "importing torch"):
             started = True
@@ -162,10 +164,25 @@ def _limits(timeout: float, memory_mb: int):
     return apply
 
 
+def _exited(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether the child has exited, without reaping it (``WNOWAIT``).
+
+    While the exited child is not reaped its pid cannot be reused, so the
+    ``killpg`` that follows can only reach the submission's own process group.
+    """
+    try:
+        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # already reaped
+        return True
+    return info is not None
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill everything in the child's process group (processes the submission
+    forked included), then reap the child."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         pass
     proc.wait()
 
