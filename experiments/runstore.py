@@ -22,6 +22,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import logging
 import math
 import os
 import platform
@@ -35,6 +36,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+_log = logging.getLogger("optimlab.sweep")
+
 SCHEMA = 1
 ENDED = ("done", "diverged")  # statuses a re-run skips; "failed" runs are retried
 SUMMARY = "summary.json"
@@ -42,6 +45,7 @@ CONFIG = "config.json"
 INDEX = "index.json"
 STUDY = "study.json"
 LOCK = ".lock"
+INVALID = ".invalid-"  # summary.json.invalid-<time>: a summary set aside, kept
 
 # TrainConfig fields that say where and how a run is placed, not what it computes;
 # they are left out of the run id so the same run is found again from any logdir,
@@ -119,6 +123,35 @@ def read_summary(directory: Path) -> dict[str, Any] | None:
     return summary if isinstance(summary, dict) and "status" in summary else None
 
 
+def planned_summary(directory: Path, rid: str) -> dict[str, Any] | None:
+    """The summary of run ``rid`` in ``directory``, after checking it is that run's.
+
+    A summary whose ``run_id`` is not ``rid``, or whose config hashes to another
+    id (copied or edited by hand), would make the sweep skip a run it never
+    trained. It is renamed to ``summary.json.invalid-<UTC time>`` (kept, never
+    deleted), a warning names it, and None is returned so the run is trained.
+    """
+    path = Path(directory) / SUMMARY
+    summary = read_summary(directory)
+    if summary is None:
+        return None
+    problem = None
+    if summary.get("run_id") != rid:
+        problem = f"its run_id {summary.get('run_id')!r} is not the folder's {rid!r}"
+    elif not isinstance(summary.get("config"), Mapping) or not rid.endswith(
+            run_id(summary["config"])):
+        problem = "its config is not the config planned for this run"
+    if problem is None:
+        return summary
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{SUMMARY}{INVALID}{stamp}")
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(path, aside)
+        _log.warning("%s: %s; moved aside to %s and the run will be trained",
+                     path, problem, aside.name)
+    return None
+
+
 def has_ended(directory: Path) -> bool:
     """True when the run in ``directory`` is done or diverged (a re-run skips it)."""
     summary = read_summary(directory)
@@ -164,7 +197,7 @@ def clear_partial(directory: Path) -> None:
     belongs to an attempt that never ended.
     """
     for entry in Path(directory).iterdir():
-        if entry.name == LOCK:
+        if entry.name == LOCK or entry.name.startswith(SUMMARY + INVALID):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
@@ -198,7 +231,7 @@ def write_index(
     runs = []
     for rid in run_ids:
         summary = read_summary(run_dir(logdir, study, rid))
-        if summary is not None:
+        if summary is not None and summary.get("run_id") == rid:
             runs.append(summary)
     index = {"study": study, "preset": preset, "runs": runs}
     atomic_write_json(Path(logdir) / study / INDEX, index)

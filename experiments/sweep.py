@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as futures
 import ctypes
+import json
 import logging
 import math
 import multiprocessing
@@ -52,6 +53,9 @@ log = logging.getLogger("optimlab.sweep")
 
 # A trainer takes a resolved TrainConfig dict and returns RunResult.to_dict().
 Trainer = Callable[[dict[str, Any]], dict[str, Any]]
+
+# Marks a summary execute_run found already written (not written by this call).
+ENDED_BEFORE = "_ended_before"
 
 # Set by Ctrl-C in a single-process sweep: the run in progress is not recorded.
 _STOP = threading.Event()
@@ -118,11 +122,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--dry-run", action="store_true",
-        help="plan, write study.json and list the runs, but train nothing",
+        help="plan and list the runs; write nothing, train nothing",
     )
 
 
 def main(args: argparse.Namespace) -> int:
+    try:
+        return _main(args)
+    except KeyboardInterrupt:  # while planning: nothing was started
+        print("interrupted before any run started", file=sys.stderr)
+        return 130
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         overrides = dict(parse_override(text) for text in args.overrides)
         plans = plan_sweep(args.study, args.preset, overrides)
@@ -137,14 +149,50 @@ def main(args: argparse.Namespace) -> int:
     except RuntimeError as error:
         log.error("%s", error)
         return 2
-    if args.dry_run:
-        write_study_files(plans, Path(args.logdir))
+    logdir = Path(args.logdir)
+    problem = logdir_problem(logdir)
+    if problem:
+        log.error("--logdir %s: %s", logdir, problem)
+        return 2
+    if args.dry_run:  # lists the plan; writes nothing
         for plan in plans:
             for spec in plan.runs:
                 print(f"{plan.study.name}/{spec.run_id}")
         return 0
-    outcome = run_sweep(plans, Path(args.logdir), placement)
+    try:
+        outcome = run_sweep(plans, logdir, placement)
+    except SweepInterrupted as stop:
+        print(f"interrupted: {stop.ended} runs ended, {stop.left} left; re-run the "
+              "same command to resume", file=sys.stderr)
+        return 130
+    except OSError as error:  # e.g. the logdir became unwritable
+        log.error("--logdir %s: cannot write: %s", logdir, error)
+        return 2
     return 1 if outcome.failed else 0
+
+
+def logdir_problem(logdir: Path) -> str | None:
+    """Why runs cannot be written under ``logdir``, or None; creates nothing."""
+    folder = logdir
+    while not folder.exists():
+        if folder.parent == folder:
+            return None
+        folder = folder.parent
+    if not folder.is_dir():
+        what = "is" if folder == logdir else f"is under {folder}, which is"
+        return f"{what} a file, not a folder; pass a folder path"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{folder} is not writable"
+    return None
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C ended a sweep: ``ended`` runs have a summary, ``left`` have none."""
+
+    def __init__(self, ended: int, left: int):
+        super().__init__(f"{ended} runs ended, {left} left")
+        self.ended = ended
+        self.left = left
 
 
 def train_backend() -> tuple[dict[str, Any], Callable[[dict[str, Any]], dict]]:
@@ -180,19 +228,54 @@ def plan_sweep(
             k: v for k, v in overrides.items()
             if k in definition.presets[preset] or k in defaults
         }
+        _refuse_per_run_keys(definition, preset, own)
         settings = definition.resolve(preset, own, defaults)
-        ignored = sorted(set(own) & set(definition.swept_fields))
-        if ignored:
-            log.warning(
-                "%s: --set %s is overridden per run by the study's plan; "
-                "change the study's grid settings instead", definition.name,
-                ", ".join(ignored),
-            )
+        _check_target(definition, settings["target_accuracy"])
         plan = StudyPlan(definition, preset, dict(settings))
         plan.runs = _specs(definition, preset, settings, defaults, normalize,
                            str(logdir))
         plans.append(plan)
     return plans
+
+
+# TrainConfig fields the sweep itself sets in every run, and what to use instead.
+SWEEP_SET_FIELDS = {
+    "logdir": "use --logdir",
+    "accelerator": "use --accelerator",
+    "devices": "set by the sweep (one device per worker; use --workers)",
+    "name": "set by the sweep (the study's name)",
+    "version": "set by the sweep (the run id)",
+    "progress_bar": "set by the sweep",
+}
+
+
+def _refuse_per_run_keys(
+    definition: Study, preset: str, overrides: Mapping[str, Any]
+) -> None:
+    """Refuse ``--set`` of a field the study or the sweep overwrites in each run."""
+    for key in overrides:
+        if key in definition.presets[preset]:
+            continue  # a preset setting the plan reads
+        if key in SWEEP_SET_FIELDS:
+            reason = SWEEP_SET_FIELDS[key]
+        elif key == "seed" and "seeds" in definition.presets[preset]:
+            reason = "set by the study per run; use --set seeds=0,1,..."
+        elif key in definition.swept_fields:
+            reason = "set by the study per run; change the study's grid settings"
+        else:
+            continue
+        raise ValueError(
+            f"study {definition.name!r}: --set {key} is refused: {reason}"
+        )
+
+
+def _check_target(definition: Study, target: Any) -> None:
+    if not (isinstance(target, (int, float)) and not isinstance(target, bool)
+            and 0.0 < target <= 1.0):
+        raise ValueError(
+            f"study {definition.name!r}: target_accuracy={target!r} is invalid; "
+            "allowed: a fraction in (0, 1]"
+        )
 
 
 def _check_override_keys(
@@ -234,6 +317,7 @@ def _specs(
                 f"{planned.series} {planned.x_name}={planned.x} has an invalid "
                 f"config: {error}"
             ) from None
+        _check_run(definition, preset, planned, config)
         key = runstore.run_id(config)  # the config alone decides identity
         membership = _membership(planned)
         if key in by_key:
@@ -253,6 +337,45 @@ def _specs(
         )
         for entry in by_key.values()
     ]
+
+
+def _check_run(
+    definition: Study, preset: str, planned: PlannedRun, config: Mapping[str, Any]
+) -> None:
+    """Refuse at plan time what would make the run fail when it starts training."""
+    where = (f"study {definition.name!r} preset {preset!r}: run {planned.series} "
+             f"{planned.x_name}={planned.x}")
+    hparams = dict(config.get("hparams") or {})
+    optimizer = config.get("optimizer")
+    checked = json.dumps([optimizer, hparams], sort_keys=True, default=str)
+    if checked not in _CHECKED_OPTIMIZERS:
+        import torch
+
+        import optimizers
+
+        try:
+            optimizers.build(optimizer, [torch.nn.Parameter(torch.zeros(1))],
+                             **hparams)
+        except (ValueError, TypeError) as error:
+            raise ValueError(
+                f"{where}: optimizer {optimizer!r} with {hparams}: {error}"
+            ) from None
+        _CHECKED_OPTIMIZERS.add(checked)
+    subset = config.get("subset")
+    model = config.get("model")
+    if isinstance(subset, int) and not isinstance(subset, bool) and model in (
+            _TRAIN_IMAGES):
+        available = _TRAIN_IMAGES[model] - int(config.get("val_size") or 0)
+        if subset > available:
+            raise ValueError(
+                f"{where}: subset={subset} is larger than the training split; "
+                f"allowed: at most {available} (the {_TRAIN_IMAGES[model]} "
+                f"training images less val_size={config.get('val_size')})"
+            )
+
+
+# (optimizer, hparams) pairs already built once in this process.
+_CHECKED_OPTIMIZERS: set[str] = set()
 
 
 def _membership(planned: PlannedRun) -> dict[str, Any]:
@@ -391,9 +514,10 @@ def execute_run(spec: RunSpec, trainer: Trainer | None = None) -> dict[str, Any]
     try:
         # A short wait covers a killed worker whose lock is still being released.
         with runstore.run_lock(directory, wait=2.0):
-            existing = runstore.read_summary(directory)
+            existing = runstore.planned_summary(directory, spec.run_id)
             if existing is not None and existing["status"] in runstore.ENDED:
-                return existing
+                # Another sweep ended it after this one planned: a skip.
+                return {**existing, ENDED_BEFORE: True}
             runstore.clear_partial(directory)
             return _train_and_record(spec, trainer, directory)
     except runstore.RunBusy:
@@ -628,6 +752,7 @@ def run_sweep(
     specs = [spec for plan in plans for spec in plan.runs]
     pending = []
     for spec in specs:
+        runstore.planned_summary(spec.directory, spec.run_id)  # sets aside strays
         if runstore.has_ended(spec.directory):
             outcome.skipped += 1
         else:
@@ -653,6 +778,10 @@ def run_sweep(
             log.warning("%s/%s is being trained by another process; skipped",
                         spec.study, spec.run_id)
             return
+        if summary.get(ENDED_BEFORE):
+            outcome.skipped += 1
+            progress.update(spec, {"status": "skipped"})
+            return
         setattr(outcome, status, getattr(outcome, status) + 1)
         outcome.summaries.append(summary)
         preset, ids = presets[spec.study]
@@ -664,6 +793,9 @@ def run_sweep(
             _run_inline(pending, placement, trainer, record)
         else:
             _run_pool(pending, placement, workers, trainer, record)
+    except KeyboardInterrupt:
+        ended = sum(runstore.has_ended(spec.directory) for spec in specs)
+        raise SweepInterrupted(ended, len(specs) - ended) from None
     finally:
         progress.close()
         for study, (preset, ids) in presets.items():

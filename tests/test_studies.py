@@ -182,3 +182,32 @@ def test_log_grid():
 def test_get_unknown_lists_all():
     with pytest.raises(ValueError, match="momentum"):
         get("momentom")
+
+
+PLAN_TIME_ERRORS = [  # each would fail every run at training time, or be ignored
+    ({"lrs": -1}, r"run sgd lr=-1: optimizer 'sgd'.*lr=-1 is invalid"),
+    ({"momentum": 2}, r"optimizer 'momentum'.*momentum=2.0 is invalid"),
+    ({"subset": 999999}, r"subset=999999 is larger.*at most 49744"),
+    ({"target_accuracy": 5}, r"target_accuracy=5.0 is invalid.*\(0, 1\]"),
+    ({"target_accuracy": 0}, r"target_accuracy=0.0 is invalid"),
+    ({"optimizer": "foo"}, r"--set optimizer is refused: set by the study per run"),
+    ({"seed": 3}, r"--set seed is refused: set by the study per run; use --set seeds"),
+    ({"logdir": "/tmp/other"}, r"--set logdir is refused: use --logdir"),
+    ({"version": "x"}, r"--set version is refused"),
+    ({"lrs": (-1, "abc")}, r"--set lrs: 'abc' is not a number"),
+    ({"hidden": "abc"}, r"--set hidden: 'abc' is not an integer"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), PLAN_TIME_ERRORS)
+def test_plan_refuses_what_training_would_reject(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        sweep.plan_sweep("sgd-lr", "smoke", overrides)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("lrs=-1,abc", ("lrs", (-1, "abc"))),
+    ("hidden=256,128", ("hidden", (256, 128))),
+])
+def test_parse_override_reads_list_items_alone(text, expected):
+    assert parse_override(text) == expected

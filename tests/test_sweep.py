@@ -231,3 +231,82 @@ def test_main_rejects_bad_input_with_exit_2(argv, message, caplog, tmp_path):
     assert any(__import__("re").search(message, r.getMessage())
                for r in caplog.records), caplog.text
     assert not any(tmp_path.iterdir())
+
+
+def run_main(argv, tmp_logdir):
+    from experiments.cli import build_parser
+
+    args = build_parser("run").parse_args(["run", *argv, "--logdir", str(tmp_logdir)])
+    return sweep.main(args)
+
+
+def test_logdir_that_is_a_file_is_refused_with_exit_2(tmp_path, caplog):
+    afile = tmp_path / "somefile"
+    afile.write_text("not a folder")
+    for logdir in (afile, afile / "below"):
+        with caplog.at_level(logging.ERROR, logger="optimlab.sweep"):
+            assert run_main(["sgd-lr", "--preset", "smoke"], logdir) == 2
+        assert f"--logdir {logdir}: " in caplog.text and "a file" in caplog.text
+        caplog.clear()
+    assert afile.read_text() == "not a folder"
+
+
+def test_summary_of_another_run_is_set_aside_and_the_run_trained(tmp_path, caplog):
+    plans = plan([1e-3])
+    first, second = plans[0].runs[:2]
+    sweep.run_sweep(plans, tmp_path, INLINE, trainer=fake_trainer)
+    folder = tmp_path / "adaptive-lr"
+    stray = (folder / first.run_id / "summary.json").read_text()
+    (folder / second.run_id / "summary.json").write_text(stray)
+    with caplog.at_level(logging.WARNING, logger="optimlab.sweep"):
+        outcome = sweep.run_sweep(plans, tmp_path, INLINE, trainer=fake_trainer)
+    assert (outcome.done, outcome.skipped) == (1, 2)
+    assert calls(tmp_path).count(second.run_id) == 2
+    [aside] = (folder / second.run_id).glob("summary.json.invalid-*")
+    assert aside.read_text() == stray  # kept, not deleted
+    assert str(folder / second.run_id / "summary.json") in caplog.text
+    index = json.loads((folder / "index.json").read_text())
+    ids = [run["run_id"] for run in index["runs"]]
+    assert sorted(ids) == sorted(spec.run_id for spec in plans[0].runs)
+
+
+def test_dry_run_writes_nothing(tmp_path, capsys):
+    plans = plan([1e-3])
+    sweep.run_sweep(plans, tmp_path, INLINE, trainer=fake_trainer)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    argv = ["adaptive-lr", "--preset", "smoke", "--set", "lrs=0.5", "--dry-run"]
+    assert run_main(argv, tmp_path) == 0
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    assert run_main(argv, tmp_path / "new") == 0
+    assert not (tmp_path / "new").exists()
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, monkeypatch, capsys):
+    import signal
+
+    def interrupted_on_second_run(config):
+        if calls(tmp_path):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises KeyboardInterrupt here
+        return fake_trainer(config)
+
+    monkeypatch.setattr(sweep, "train_with_lightning", interrupted_on_second_run)
+    argv = ["adaptive-lr", "--preset", "smoke", "--set", "lrs=1e-3", "--workers", "1",
+            "--accelerator", "cpu"]
+    assert run_main(argv, tmp_path) == 130
+    err = capsys.readouterr().err
+    assert "interrupted: 1 runs ended, 2 left; re-run the same command to resume" \
+        in err
+    assert "Traceback" not in err
+    assert len(list(tmp_path.rglob("summary.json"))) == 1
+
+
+def test_run_ended_by_another_sweep_counts_as_skipped(tmp_path, monkeypatch):
+    plans = plan([1e-3])
+    sweep.run_sweep(plans, tmp_path, INLINE, trainer=fake_trainer)
+    # The other sweep ends each run between this one's planning and its training.
+    monkeypatch.setattr(runstore, "has_ended", lambda directory: False)
+    outcome = sweep.run_sweep(plans, tmp_path, INLINE, trainer=fake_trainer)
+    assert (outcome.done, outcome.skipped, outcome.failed) == (0, 3, 0)
+    assert len(calls(tmp_path)) == 3

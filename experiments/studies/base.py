@@ -29,6 +29,9 @@ REQUIRED_KNOBS: tuple[str, ...] = ("seeds", "target_accuracy")
 # Settings that take a number or a word: batch_size=full, devices=auto.
 WORD_OR_NUMBER = frozenset({"batch_size", "devices"})
 
+# TrainConfig fields that hold a tuple of integers (``hidden=256,128``).
+INT_TUPLE_FIELDS = frozenset({"hidden"})
+
 
 @dataclass(frozen=True)
 class PlannedRun:
@@ -163,12 +166,21 @@ def parse_override(text: str) -> tuple[str, Any]:
         return key, None
     if lowered in ("true", "false"):
         return key, lowered == "true"
+    value = _literal(raw)
+    if isinstance(value, str) and "," in raw and raw[0] not in "[({'\"":
+        # "-1,abc": read each item alone, so a message can name the bad one.
+        return key, tuple(_literal(item.strip()) for item in raw.split(","))
+    return key, value
+
+
+def _literal(raw: str) -> Any:
+    """``raw`` read as JSON or a Python literal; the text itself otherwise."""
     for reader in (json.loads, ast.literal_eval):
         try:
-            return key, reader(raw)
+            return reader(raw)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             continue
-    return key, raw
+    return raw
 
 
 def coerce_like(key: str, value: Any, like: Any) -> Any:
@@ -177,6 +189,16 @@ def coerce_like(key: str, value: Any, like: Any) -> Any:
     Numbers may widen (an int where a float is expected), a scalar where a list is
     expected becomes a one-element list, and ``like=None`` accepts anything.
     """
+    if key in INT_TUPLE_FIELDS and value is not None:
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        bad = [v for v in items if not (_is_number(v) and float(v).is_integer())]
+        if bad or not items:
+            shown = bad[0] if bad else value
+            raise ValueError(
+                f"--set {key}: {shown!r} is not an integer; expected one or more "
+                f"integers, e.g. --set {key}=256,128"
+            )
+        return [int(v) for v in items]
     if like is None or value is None:
         return value
     if isinstance(like, (list, tuple)):
