@@ -118,8 +118,11 @@ def download_all(source: Source, folder: Path) -> list[Path]:
 def unpack_archive(archive: Path, member_dir: str, names: Sequence[str], into: Path):
     """Unpack ``member_dir/<name>`` for each ``name`` of a ``.tar.gz`` into ``into``.
 
-    Only those regular-file members are read; anything else in the archive (links,
-    absolute paths, other files) is ignored. Returns ``into / member_dir``.
+    Only those members are read, and each must be a regular file: a wanted name
+    that is a link, a device or a folder in the archive is refused with a
+    :class:`DataFormatError` naming the archive and the member. Other members are
+    ignored. The files are written to a staging folder that is renamed into place
+    only once every one of them has been written. Returns ``into / member_dir``.
     """
     target = into / member_dir
     if target.is_dir():
@@ -131,12 +134,22 @@ def unpack_archive(archive: Path, member_dir: str, names: Sequence[str], into: P
         try:
             with tarfile.open(archive, "r:gz") as tar:
                 for member in tar:
-                    name = wanted.pop(member.name.removeprefix("./"), None)
-                    if name is None or not member.isfile():
+                    name = wanted.get(member.name.removeprefix("./"))
+                    if name is None:
                         continue
+                    if not member.isfile():
+                        raise DataFormatError(
+                            archive,
+                            f"member {member.name!r} is {_member_kind(member)}, not a "
+                            "regular file; refusing the archive (is it the official "
+                            "one? delete it to download it again)",
+                        )
                     source = tar.extractfile(member)
+                    if source is None:  # pragma: no cover - isfile() members have data
+                        continue
                     with source, open(staging / name, "wb") as out:
                         shutil.copyfileobj(source, out, CHUNK_BYTES)
+                    del wanted[member.name.removeprefix("./")]
         except (tarfile.TarError, EOFError, OSError) as error:
             raise DataFormatError(
                 archive, f"is not a readable .tar.gz archive ({error})"
@@ -153,3 +166,15 @@ def unpack_archive(archive: Path, member_dir: str, names: Sequence[str], into: P
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _member_kind(member: tarfile.TarInfo) -> str:
+    if member.issym():
+        return f"a symbolic link to {member.linkname!r}"
+    if member.islnk():
+        return f"a hard link to {member.linkname!r}"
+    if member.isdir():
+        return "a folder"
+    if member.isdev():
+        return "a device or FIFO"
+    return "not a plain file"

@@ -184,3 +184,29 @@ def test_unwritable_destination_is_a_clear_error(server, tmp_path):
     blocker.write_text("a file where a folder should be")
     with pytest.raises(DownloadError, match="pass a writable data_dir"):
         download_file(f"{base_url}/file.bin", blocker / "sub" / "file.bin", "0" * 32)
+
+
+def test_archive_with_a_link_member_is_refused_and_nothing_moved_in(tmp_path):
+    """A symlink named like a wanted file must not count as found."""
+    import io
+    import tarfile
+
+    from datamodules.download import unpack_archive
+    from datamodules.errors import DataFormatError
+
+    archive = tmp_path / "cifar-10-binary.tar.gz"
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in names[:-1]:
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"abc"))
+        link = tarfile.TarInfo("cifar-10-batches-bin/test_batch.bin")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    into = tmp_path / "data"
+    for _ in range(2):  # the second try meets the same archive, not a broken folder
+        with pytest.raises(DataFormatError, match="test_batch.bin.*symbolic link") as e:
+            unpack_archive(archive, "cifar-10-batches-bin", names, into)
+        assert str(archive) in str(e.value)
+        assert leftovers(into) == []  # no staging folder, nothing renamed into place
