@@ -144,9 +144,9 @@ def test_table_values_equal_the_summaries(built):
 
 def test_failed_missing_diverged_and_censored_runs_are_reported(built):
     logdir, _, markdown = built
-    missing = _between(markdown, "## Missing and failed runs", "\n## ") \
-        if "\n## " in markdown.split("## Missing and failed runs")[1] else \
-        markdown.split("## Missing and failed runs")[1]
+    missing = _between(markdown, "## Missing, failed and damaged runs", "\n## ") \
+        if "\n## " in markdown.split("## Missing, failed and damaged runs")[1] else \
+        markdown.split("## Missing, failed and damaged runs")[1]
     assert "failed: RuntimeError: synthetic failure" in missing
     assert "planned runs have no summary" in missing
     assert "unfinished-run" in missing
@@ -183,14 +183,31 @@ def test_missing_study_and_partial_logdir_render_the_rest(tmp_path):
     assert "Study `sgd-lr`: not found in the log directory." in text
 
 
-def test_damaged_index_and_summary_are_reported_and_the_rest_rendered(tmp_path):
+def test_damaged_index_and_summary_are_reported_and_the_rest_rendered(tmp_path,
+                                                                      caplog):
     logdir = make_logdir(tmp_path / "logs", seeds=2, plant_problems=False,
                          studies=("adaptive",))
     (logdir / "adaptive" / "index.json").write_text("{not json")
     damaged = sorted((logdir / "adaptive").glob("*/summary.json"))[0]
     run_id = damaged.parent.name  # a planned run, so the report reads it
     damaged.write_text(json.dumps({"run_id": run_id, "status": "exploded"}))
-    text = build_report(logdir, tmp_path / "out").markdown.read_text()
+    for name, content in (("no-id", '{"status": "done"}'), ("cut", '{"run_')):
+        (logdir / "adaptive" / name).mkdir()
+        (logdir / "adaptive" / name / "summary.json").write_text(content)
+    events = sorted((logdir / "adaptive").rglob("events.out.tfevents.*"))
+    garbage = events[-1].with_name("events.out.tfevents.garbage")
+    garbage.write_bytes(b"this is not an event file\n" * 40)
+    truncated = events[-2]
+    truncated.write_bytes(truncated.read_bytes()[:-7])
+    with caplog.at_level("WARNING"):
+        text = build_report(logdir, tmp_path / "out").markdown.read_text()
+    damage = _between(text, "## Missing, failed and damaged runs", "\n## ") + "\n"
+    no_id = logdir / "adaptive" / "no-id" / "summary.json"
+    assert f"damaged run summary {no_id}: it has no 'run_id'" in damage
+    assert f"unreadable {logdir / 'adaptive' / 'cut' / 'summary.json'}" in damage
+    for path, what in ((garbage, "is not a TensorBoard event file"),
+                       (truncated, "ends inside a record")):
+        assert f"{path} {what}" in damage and f"{path} {what}" in caplog.text
     assert "unreadable" in text and "index.json" in text
     assert "status 'exploded' is not done, diverged or failed" in text
     rows = [line for line in _section(text, "adaptive").splitlines()

@@ -147,7 +147,7 @@ def build_report(logdir: str | Path, out: str | Path,
     drawn: list[fig.Drawn] = []
     for study in present:
         for run in study.runs:
-            read_scalars(run, TAGS)
+            study.problems += read_scalars(run, TAGS)
     by_study = {study.name: conditions(study) for study in present}
     for study in present:
         drawn += _study_section(doc, canvas, study, by_study)
@@ -338,7 +338,7 @@ def _is_number(value) -> bool:
 
 
 def _missing_section(doc: Document, loaded: list[Study], absent: list[str]) -> None:
-    doc.heading(2, "Missing and failed runs")
+    doc.heading(2, "Missing, failed and damaged runs")
     lines = [f"Study `{name}`: not found in the log directory." for name in absent]
     for study in loaded:
         lines += [f"Study `{study.name}`: {p}" for p in study.problems

@@ -142,8 +142,9 @@ def load_logdir(logdir: str | Path, studies: list[str] | None = None) -> list[St
     return loaded
 
 
-def read_scalars(run: Run, tags: frozenset[str]) -> None:
-    """Fill ``run.scalars`` with the scalars of ``tags`` as (steps, values).
+def read_scalars(run: Run, tags: frozenset[str]) -> list[str]:
+    """Fill ``run.scalars`` with the scalars of ``tags`` as (steps, values); return
+    a line for each event file that could not be read to its end.
 
     Events are decoded with TensorBoard's own ``Event`` protobuf; the record
     framing is read by :func:`event_records` rather than TensorBoard's loader,
@@ -152,13 +153,14 @@ def read_scalars(run: Run, tags: frozenset[str]) -> None:
     damage.
     """
     if run.scalars or run.event_dir is None or not run.event_dir.is_dir():
-        return  # already read (through another membership of the same run)
+        return []  # already read (through another membership of the same run)
     from tensorboard.compat.proto.event_pb2 import Event
 
+    problems: list[str] = []
     points: dict[str, dict[int, float]] = {}
     for path in sorted(run.event_dir.rglob("events.out.tfevents.*")):
         try:
-            for record in event_records(path.read_bytes()):
+            for record in event_records(path.read_bytes(), str(path), problems):
                 event = Event.FromString(record)
                 for value in event.summary.value:
                     if value.tag not in tags:
@@ -171,27 +173,45 @@ def read_scalars(run: Run, tags: frozenset[str]) -> None:
                         continue
                     points.setdefault(value.tag, {})[int(event.step)] = number
         except Exception as error:  # a damaged file from a killed run
-            log.warning("could not read all of %s: %s", path, error)
+            problems.append(f"event file {path}: damaged record ({error}); kept "
+                            "the scalars before it")
+            log.warning("%s", problems[-1])
     for tag, by_step in points.items():
         steps = np.fromiter(sorted(by_step), dtype=float)
         values = np.array([by_step[int(s)] for s in steps], dtype=float)
         run.scalars[tag] = (steps, values)
+    return problems
 
 
-def event_records(data: bytes) -> Iterator[bytes]:
+def event_records(data: bytes, source: str = "event file",
+                  problems: list[str] | None = None) -> Iterator[bytes]:
     """The records of a TFRecord file: each is a little-endian uint64 length, a
     4-byte checksum of the length, the payload and a 4-byte checksum of the
-    payload. Checksums are not verified; a record cut short ends the file."""
-    offset, size = 0, len(data)
+    payload. Checksums are not verified; a record cut short ends the file.
+
+    ``source`` names the file in the warning for a file that ends inside a
+    record or holds no record at all; the warning also goes to ``problems``.
+    """
+    offset, size, count = 0, len(data), 0
     while offset + 12 <= size:
         (length,) = struct.unpack_from("<Q", data, offset)
         start = offset + 12
         end = start + length
         if end + 4 > size:
-            log.warning("event file ends inside a record (a run killed mid-write)")
-            return
+            break
         yield data[start:end]
-        offset = end + 4
+        offset, count = end + 4, count + 1
+    if offset == size:
+        return
+    if count == 0:
+        text = (f"{source} is not a TensorBoard event file (no whole record in "
+                f"its {size} bytes); its scalars are left out")
+    else:
+        text = (f"{source} ends inside a record after {count} records (a run "
+                "killed mid-write?); kept the records before it")
+    log.warning("%s", text)
+    if problems is not None:
+        problems.append(text)
 
 
 def _looks_like_study(folder: Path) -> bool:

@@ -33,7 +33,7 @@ ACCEPT_MARGIN = 0.03  # acceptable range: within 3 accuracy points of the best m
 DEFINITIONS: tuple[tuple[str, str], ...] = (
     ("Seeds", "mean ± std are over the seeds of one setting (sample std); n counts "
               "the runs that ended (done or diverged). Failed runs are left out of "
-              "every statistic and listed under 'Missing and failed runs'."),
+              "every statistic and listed under 'Missing, failed and damaged runs'."),
     ("Final / best accuracy", "validation accuracy after the last epoch / the best "
                               "validation accuracy seen during the run. A diverged "
                               "run counts at its recorded accuracy, or at chance "
