@@ -255,7 +255,9 @@ class ImageDataModule(L.LightningDataModule):
 
         def decode() -> dict[str, Tensor]:
             if located.slow_to_decode:
-                arrays = cache.cached_arrays(key, lambda: self.decode(located))
+                arrays = cache.cached_arrays(
+                    key, lambda: self.decode(located), self._arrays_problem
+                )
             else:
                 arrays = self.decode(located)
             return {name: torch.from_numpy(array) for name, array in arrays.items()}
@@ -266,6 +268,22 @@ class ImageDataModule(L.LightningDataModule):
                 key + ":stats", lambda: cache.cached_stats(key, tensors["train_x"])
             )
         return tensors
+
+    def _arrays_problem(self, arrays: dict[str, np.ndarray]) -> str | None:
+        """What is wrong with decoded arrays read back from the cache, or None."""
+        for part in ("train", "test"):
+            x, y = arrays.get(f"{part}_x"), arrays.get(f"{part}_y")
+            if x is None or y is None:
+                return f"{part}_x or {part}_y is missing"
+            if x.dtype != np.uint8 or tuple(x.shape[1:]) != self.input_shape:
+                return (f"{part}_x is {x.dtype} {tuple(x.shape)}, expected uint8 "
+                        f"N x {' x '.join(map(str, self.input_shape))}")
+            if y.ndim != 1 or len(y) != len(x) or y.dtype.kind not in "iu":
+                return f"{part}_y is {y.dtype} {tuple(y.shape)}, expected {len(x)} ints"
+            if len(y) and not (0 <= y.min() and y.max() < self.num_classes):
+                return (f"{part}_y holds labels in [{y.min()}, {y.max()}], expected "
+                        f"[0, {self.num_classes - 1}]")
+        return None
 
     def _splits(self) -> dict[str, Tensor]:
         if self._data is not None:

@@ -6,6 +6,10 @@ else ``~/.cache/optimlab``. When that folder cannot be written the datamodules w
 without it. Within one process decoded arrays are also kept in memory, keyed by the
 files' paths, sizes and modification times, so a second datamodule on the same
 files decodes nothing.
+
+What is read back from the cache folder is checked before use (label range, shapes,
+finite positive std); a cache entry that fails is reported with a warning naming
+its file, discarded, and rebuilt from the source files.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
+import shutil
 import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -84,12 +90,20 @@ def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]
 
 
 def cached_stats(key: str, images: Tensor) -> tuple[tuple[float, ...], ...]:
-    """Per-channel (mean, std) of ``images``, read from the cache when stored."""
+    """Per-channel (mean, std) of ``images``, read from the cache when stored.
+
+    A stored entry must hold one finite mean in [0, 1] and one finite std in
+    (0, 1] per channel; any other is discarded with a warning and recomputed.
+    """
     path = cache_dir() / "stats.json"
     table = _read_json(path)
     if key in table:
-        entry = table[key]
-        return tuple(entry["mean"]), tuple(entry["std"])
+        problem = _stats_problem(table[key], images.shape[1])
+        if problem is None:
+            entry = table[key]
+            return tuple(map(float, entry["mean"])), tuple(map(float, entry["std"]))
+        log.warning("discarding the cached statistics %s in %s (%s); recomputing",
+                    key, path, problem)
     mean, std = channel_stats(images)
     log.info("training statistics: mean %s, std %s",
              ", ".join(f"{m:.4f}" for m in mean), ", ".join(f"{s:.4f}" for s in std))
@@ -98,22 +112,36 @@ def cached_stats(key: str, images: Tensor) -> tuple[tuple[float, ...], ...]:
     return mean, std
 
 
-def cached_arrays(key: str, decode: Callable[[], dict[str, np.ndarray]]):
+def cached_arrays(
+    key: str,
+    decode: Callable[[], dict[str, np.ndarray]],
+    check: Callable[[dict[str, np.ndarray]], str | None] | None = None,
+):
     """Decoded uint8/int64 arrays, stored as ``.npy`` files in the cache folder.
 
     Reading a ``.npy`` file is a plain copy, much faster than decompressing gzip.
     The files are written atomically; a cache that cannot be written is skipped.
+    ``check`` returns what is wrong with arrays read back (``None``: nothing); a
+    cache that fails it, or cannot be read, is removed and decoded again.
     """
     folder = cache_dir() / "decoded" / key
     names = _read_json(folder / "index.json").get("names")
     if names:
+        problem = None
         try:
-            return {
+            arrays = {
                 name: np.load(folder / f"{name}.npy", allow_pickle=False)
                 for name in names
             }
-        except (OSError, ValueError) as error:
-            log.warning("ignoring unreadable cache %s: %s", folder, error)
+        except (OSError, ValueError, TypeError) as error:
+            problem = f"unreadable: {error}"
+        else:
+            problem = check(arrays) if check is not None else None
+            if problem is None:
+                return arrays
+        log.warning("discarding the decoded-data cache %s (%s); decoding the "
+                    "source files again", folder, problem)
+        shutil.rmtree(folder, ignore_errors=True)
     arrays = decode()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -123,6 +151,24 @@ def cached_arrays(key: str, decode: Callable[[], dict[str, np.ndarray]]):
     except OSError as error:
         log.info("not caching decoded data in %s: %s", folder, error)
     return arrays
+
+
+def _stats_problem(entry: Any, channels: int) -> str | None:
+    """What is wrong with a stored ``{"mean": [...], "std": [...]}``, or None."""
+    if not isinstance(entry, dict):
+        return "not a mapping"
+    for name, low, low_open in (("mean", 0.0, False), ("std", 0.0, True)):
+        values = entry.get(name)
+        if not isinstance(values, list) or len(values) != channels:
+            return f"{name} is not a list of {channels} numbers"
+        for value in values:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if not ok or not math.isfinite(value):
+                return f"{name} holds {value!r}"
+            if value > 1.0 or value < low or (low_open and value <= low):
+                bound = "in (0, 1]" if low_open else "in [0, 1]"
+                return f"{name} holds {value!r}, expected {bound}"
+    return None
 
 
 def _read_json(path: Path) -> dict[str, Any]:

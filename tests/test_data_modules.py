@@ -379,3 +379,53 @@ def test_setup_moves_data_to_the_trainers_device(cifar_dir):
     assert next(iter(dm.val_dataloader()))[0].device.type == "meta"
     batch = (x, y)
     assert dm.transfer_batch_to_device(batch, torch.device("meta"), 0) is batch
+
+
+def _corrupt_labels(arrays):
+    arrays["train_y"][0] = 55  # out of Fashion-MNIST's 10 classes
+
+
+def _corrupt_shape(arrays):
+    arrays["test_x"] = arrays["test_x"][:, :, :27]
+
+
+@pytest.mark.parametrize("corrupt", [_corrupt_labels, _corrupt_shape])
+def test_bad_decoded_cache_is_discarded_and_rebuilt(
+    corrupt, fashion_dir, tmp_path, caplog
+):
+    import numpy as np
+
+    from datamodules import cache
+
+    FashionMNISTDataModule(fashion_dir, val_size=20).setup()
+    (folder,) = (tmp_path / "cache" / "decoded").iterdir()
+    arrays = {p.stem: np.load(p) for p in folder.glob("*.npy")}
+    corrupt(arrays)
+    for name, array in arrays.items():
+        np.save(folder / f"{name}.npy", array)
+    cache.clear_memo()
+    with caplog.at_level("WARNING", logger="datamodules.cache"):
+        dm = FashionMNISTDataModule(fashion_dir, val_size=20)
+        dm.setup()
+    assert str(folder) in caplog.text and "discarding" in caplog.text
+    assert int(dm._splits()["train_y"].max()) < 10
+    assert tuple(dm._splits()["test_x"].shape[1:]) == (1, 28, 28)
+    assert np.load(folder / "train_y.npy").max() < 10  # rebuilt from the source
+
+
+def test_bad_cached_stats_are_recomputed(fashion_dir, tmp_path, caplog):
+    from datamodules import cache
+
+    good = FashionMNISTDataModule(fashion_dir, val_size=20)
+    good.setup()
+    path = tmp_path / "cache" / "stats.json"
+    table = json.loads(path.read_text())
+    for entry in table.values():
+        entry["std"] = [0.0]
+    path.write_text(json.dumps(table))
+    cache.clear_memo()
+    with caplog.at_level("WARNING", logger="datamodules.cache"):
+        dm = FashionMNISTDataModule(fashion_dir, val_size=20)
+        dm.setup()
+    assert str(path) in caplog.text
+    assert dm.std == good.std and dm.std[0] > 0
