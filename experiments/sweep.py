@@ -553,6 +553,10 @@ def _train_and_record(spec: RunSpec, trainer: Trainer, directory: Path) -> dict:
         status = result.get("status", "done")
         if status not in runstore.ENDED:
             raise RuntimeError(f"trainer returned unknown status {status!r}")
+    except SystemExit as exc:
+        if _STOP.is_set():  # Lightning's fit() turns Ctrl-C into sys.exit(1)
+            raise KeyboardInterrupt from exc
+        raise
     except Exception as exc:  # a broken run must not stop the sweep
         if _STOP.is_set():
             raise KeyboardInterrupt from exc

@@ -282,13 +282,21 @@ def test_dry_run_writes_nothing(tmp_path, capsys):
     assert not (tmp_path / "new").exists()
 
 
-def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("like_lightning", [False, True])
+def test_ctrl_c_prints_one_line_and_exits_130(
+    tmp_path, monkeypatch, capsys, like_lightning
+):
     import signal
 
     def interrupted_on_second_run(config):
         if calls(tmp_path):
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(5)  # the handler raises KeyboardInterrupt here
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)  # the handler raises KeyboardInterrupt here
+            except KeyboardInterrupt:
+                if like_lightning:  # fit() ends a Ctrl-C with sys.exit(1)
+                    raise SystemExit(1) from None
+                raise
         return fake_trainer(config)
 
     monkeypatch.setattr(sweep, "train_with_lightning", interrupted_on_second_run)
@@ -310,3 +318,16 @@ def test_run_ended_by_another_sweep_counts_as_skipped(tmp_path, monkeypatch):
     outcome = sweep.run_sweep(plans, tmp_path, INLINE, trainer=fake_trainer)
     assert (outcome.done, outcome.skipped, outcome.failed) == (0, 3, 0)
     assert len(calls(tmp_path)) == 3
+
+
+def test_summary_with_another_config_is_set_aside(tmp_path):
+    plans = plan([1e-3])
+    sweep.run_sweep(plans, tmp_path, INLINE, trainer=fake_trainer)
+    spec = plans[0].runs[0]
+    path = tmp_path / "adaptive-lr" / spec.run_id / "summary.json"
+    edited = json.loads(path.read_text())
+    edited["config"]["hparams"]["lr"] = 0.5
+    path.write_text(json.dumps(edited))
+    assert runstore.planned_summary(path.parent, spec.run_id) is None
+    assert not path.exists()
+    assert len(list(path.parent.glob("summary.json.invalid-*"))) == 1
