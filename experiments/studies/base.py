@@ -101,8 +101,8 @@ class Study:
     presets: Mapping[str, Mapping[str, Any]]
     plan: Plan
     notes: str = ""
-    # Settings whose run-level value comes from the plan, so that a --set of the
-    # same TrainConfig field would be overwritten; named here to warn the user.
+    # TrainConfig fields whose run-level value comes from the plan; a --set of one
+    # would be overwritten, so the sweep refuses it by name.
     swept_fields: tuple[str, ...] = field(default=())
 
     def resolve(
