@@ -22,7 +22,6 @@ import argparse
 import ast
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -33,6 +32,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from experiments.runstore import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -738,10 +739,10 @@ def main(args: argparse.Namespace) -> int:
     lines.append(f"(tensorboard --logdir {config.logdir})")
     print("\n".join(lines))
     if result.log_dir:
-        Path(result.log_dir).mkdir(parents=True, exist_ok=True)
-        with open(Path(result.log_dir) / "result.json", "w") as handle:
-            json.dump({"config": config.to_dict(), "result": result.to_dict()},
-                      handle, indent=1)
+        atomic_write_json(
+            Path(result.log_dir) / "result.json",
+            {"config": config.to_dict(), "result": result.to_dict()},
+        )
     return 0
 
 
