@@ -103,13 +103,18 @@ class Adagrad(Optimizer):
         # (2) decayed learning rate, one per tensor
         lr_t = [lr / (1 + (state["step"] - 1) * eta) for state in states]
 
-        # (3) accumulate squared gradients
-        torch._foreach_addcmul_(v, grads, grads)
-
-        # (4) parameter update
-        denom = torch._foreach_sqrt(v)
-        torch._foreach_add_(denom, eps)
-        torch._foreach_addcdiv_(params, grads, denom, [-a for a in lr_t])
+        # (3)-(4) tile by tile (Optimizer.tiles), so that v and the denominator
+        # stay in the cache. A requested step keeps its denominator (as the
+        # effective learning rate), so it gets new memory.
+        for p_, g_, v_, denom, at in self.tiles(params, grads, v,
+                                                fresh=stats is not None):
+            # (3) accumulate squared gradients
+            torch._foreach_addcmul_(v_, g_, g_)
+            # (4) parameter update
+            for d, x in zip(denom, v_, strict=True):
+                torch.sqrt(x, out=d)
+            torch._foreach_add_(denom, eps)
+            torch._foreach_addcdiv_(p_, g_, denom, [-lr_t[i] for i in at])
 
         if stats is not None:
             stats.gradient(grads)

@@ -134,26 +134,30 @@ class Adam(Optimizer):
         elif lam != 0:
             grads = torch._foreach_add(grads, params, alpha=lam)
 
-        # (2) first moment, (3) second moment
-        torch._foreach_lerp_(m, grads, 1 - beta1)
-        torch._foreach_mul_(v, beta2)
-        torch._foreach_addcmul_(v, grads, grads, value=1 - beta2)
-
-        # (4) AMSGrad: the largest second moment so far
-        if amsgrad:
-            v_max = [state["v_max"] for state in states]
-            torch._foreach_maximum_(v_max, v)
-            v = v_max
-
         # (5) bias corrections, one per tensor
         lr_t = [lr / (1 - beta1 ** state["step"]) for state in states]
         c_t = [(1 - beta2 ** state["step"]) ** 0.5 for state in states]
 
-        # (6) parameter update
-        denom = torch._foreach_sqrt(v)
-        torch._foreach_div_(denom, c_t)
-        torch._foreach_add_(denom, eps)
-        torch._foreach_addcdiv_(params, m, denom, [-a for a in lr_t])
+        # (2)-(6) tile by tile (Optimizer.tiles): m, v and the denominator stay in
+        # the cache from one equation to the next. A requested step keeps its
+        # denominator (as the effective learning rate), so it gets new memory.
+        v_hat = [state["v_max"] for state in states] if amsgrad else v
+        for p_, g_, m_, v_, v_hat_, denom, at in self.tiles(
+            params, grads, m, v, v_hat, fresh=stats is not None
+        ):
+            # (2) first moment, (3) second moment
+            torch._foreach_lerp_(m_, g_, 1 - beta1)
+            torch._foreach_mul_(v_, beta2)
+            torch._foreach_addcmul_(v_, g_, g_, value=1 - beta2)
+            # (4) AMSGrad: the largest second moment so far
+            if amsgrad:
+                torch._foreach_maximum_(v_hat_, v_)
+            # (6) parameter update
+            for d, x in zip(denom, v_hat_, strict=True):
+                torch.sqrt(x, out=d)
+            torch._foreach_div_(denom, [c_t[i] for i in at])
+            torch._foreach_add_(denom, eps)
+            torch._foreach_addcdiv_(p_, m_, denom, [-lr_t[i] for i in at])
 
         if stats is not None:
             stats.gradient(grads)

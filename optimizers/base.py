@@ -154,7 +154,8 @@ class Optimizer(torch.optim.Optimizer):
         return work
 
     def tiles(
-        self, *lists: list[Tensor], work: bool = True, whole: bool = False
+        self, *lists: list[Tensor], work: bool = True, whole: bool = False,
+        fresh: bool = False,
     ) -> Iterator[tuple[Any, ...]]:
         """Walk same-shaped tensor lists in cache-sized tiles, with a work buffer.
 
@@ -169,9 +170,14 @@ class Optimizer(torch.optim.Optimizer):
         With ``whole``, and off the CPU (where a kernel launch costs more than the
         memory traffic), or when the lists hold at most two tiles' worth of
         elements (cache-sized already), the lists themselves are the one tile and
-        ``work`` is :meth:`scratch`.
+        ``work`` is :meth:`scratch`. With ``fresh``, the lists are the one tile and
+        ``work`` is new memory, for a temporary that outlives the step.
         """
         first = lists[0]
+        if fresh:
+            yield (*lists, [torch.empty_like(t) for t in first],
+                   list(range(len(first))))
+            return
         if (whole or not first or first[0].device.type != "cpu"
                 or sum(t.numel() for t in first) <= 2 * TILE):
             yield (*lists, self.scratch(first) if work else None,

@@ -112,28 +112,34 @@ class RMSProp(Optimizer):
         if lam != 0:
             grads = torch._foreach_add(grads, params, alpha=lam)
 
-        # (2) second moment
-        torch._foreach_mul_(v, alpha)
-        torch._foreach_addcmul_(v, grads, grads, value=1 - alpha)
+        m = [state["m"] for state in states] if centered else v
+        b = [state["momentum_buffer"] for state in states] if mu > 0 else v
 
-        # (3)-(4) centre it, then the denominator √v̂ + ε
-        if centered:
-            m = [state["m"] for state in states]
-            torch._foreach_lerp_(m, grads, 1 - alpha)
-            denom = torch._foreach_addcmul(v, m, m, value=-1)
-            torch._foreach_sqrt_(denom)
-        else:
-            denom = torch._foreach_sqrt(v)
-        torch._foreach_add_(denom, eps)
-
-        # (5)-(6) momentum, parameter update
-        if mu > 0:
-            b = [state["momentum_buffer"] for state in states]
-            torch._foreach_mul_(b, mu)
-            torch._foreach_addcdiv_(b, grads, denom)
-            torch._foreach_add_(params, b, alpha=-lr)
-        else:
-            torch._foreach_addcdiv_(params, grads, denom, value=-lr)
+        # (2)-(6) tile by tile (Optimizer.tiles), so that the state and the
+        # denominator stay in the cache. A requested step keeps its denominator
+        # (as the effective learning rate), so it gets new memory.
+        for p_, g_, v_, m_, b_, denom, _ in self.tiles(params, grads, v, m, b,
+                                                       fresh=stats is not None):
+            # (2) second moment
+            torch._foreach_mul_(v_, alpha)
+            torch._foreach_addcmul_(v_, g_, g_, value=1 - alpha)
+            # (3)-(4) centre it, then the denominator √v̂ + ε
+            if centered:
+                torch._foreach_lerp_(m_, g_, 1 - alpha)
+                for d, x, y in zip(denom, v_, m_, strict=True):
+                    torch.addcmul(x, y, y, value=-1, out=d)
+                torch._foreach_sqrt_(denom)
+            else:
+                for d, x in zip(denom, v_, strict=True):
+                    torch.sqrt(x, out=d)
+            torch._foreach_add_(denom, eps)
+            # (5)-(6) momentum, parameter update
+            if mu > 0:
+                torch._foreach_mul_(b_, mu)
+                torch._foreach_addcdiv_(b_, g_, denom)
+                torch._foreach_add_(p_, b_, alpha=-lr)
+            else:
+                torch._foreach_addcdiv_(p_, g_, denom, value=-lr)
 
         if stats is not None:
             stats.gradient(grads)
