@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-Group = dict[str, Any]
+from optimizers.check.mistakes._base import Group, TextbookOptimizer
 
 
-class TextbookAdagrad(torch.optim.Optimizer):
+class TextbookAdagrad(TextbookOptimizer):
     """Adagrad with lr decay, initial accumulator, eps and L2 weight decay."""
 
     def __init__(
@@ -39,31 +39,19 @@ class TextbookAdagrad(torch.optim.Optimizer):
         )
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["sum"] = torch.full_like(
-                        p, group["initial_accumulator_value"]
-                    )
-                state["step"] += 1
-                g = p.grad
-                if group["weight_decay"] != 0:
-                    g = g.add(p, alpha=group["weight_decay"])  # (1)
-                clr = self._lr(state["step"], group)  # (2)
-                self._accumulate(state["sum"], g)  # (3)
-                denom = self._denominator(state["sum"], group)
-                p.addcdiv_(g, denom, value=-clr)  # (4)
-        return loss
+    def _step_parameter(self, p: Tensor, grad: Tensor, group: Group) -> None:
+        state = self.state[p]
+        if not state:
+            state["step"] = 0
+            state["sum"] = torch.full_like(p, group["initial_accumulator_value"])
+        state["step"] += 1
+        g = grad
+        if group["weight_decay"] != 0:
+            g = g.add(p, alpha=group["weight_decay"])  # (1)
+        clr = self._lr(state["step"], group)  # (2)
+        self._accumulate(state["sum"], g)  # (3)
+        denom = self._denominator(state["sum"], group)
+        p.addcdiv_(g, denom, value=-clr)  # (4)
 
     def _lr(self, step: int, group: Group) -> float:
         return group["lr"] / (1 + (step - 1) * group["lr_decay"])

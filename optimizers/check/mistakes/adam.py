@@ -20,10 +20,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-Group = dict[str, Any]
+from optimizers.check.mistakes._base import Group, TextbookOptimizer
 
 
-class TextbookAdam(torch.optim.Optimizer):
+class TextbookAdam(TextbookOptimizer):
     """Adam with betas, eps, L2 weight decay and AMSGrad."""
 
     def __init__(
@@ -40,40 +40,27 @@ class TextbookAdam(torch.optim.Optimizer):
         )
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            group_step = self._count_group(group)
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self._state(p)
-                if "step" not in state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
-                    state["max_exp_avg_sq"] = torch.zeros_like(p)
-                state["step"] += 1
-                t = group_step if group_step is not None else state["step"]
-                g = self._gradient(p, p.grad, group)  # (1)
-                beta1, beta2 = group["betas"]
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                m.lerp_(g, 1 - beta1)  # (2)
-                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)  # (3)
-                if group["amsgrad"]:
-                    torch.maximum(
-                        state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"]
-                    )
-                    v = state["max_exp_avg_sq"]
-                self._update(p, m, v, t, group)  # (4), (5)
-        return loss
+    def _step_parameter(self, p: Tensor, grad: Tensor, group: Group) -> None:
+        state = self._state(p)
+        if "step" not in state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p)
+            state["exp_avg_sq"] = torch.zeros_like(p)
+            state["max_exp_avg_sq"] = torch.zeros_like(p)
+        state["step"] += 1
+        t = self._t(state, group)
+        g = self._gradient(p, grad, group)  # (1)
+        beta1, beta2 = group["betas"]
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m.lerp_(g, 1 - beta1)  # (2)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)  # (3)
+        if group["amsgrad"]:
+            torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+            v = state["max_exp_avg_sq"]
+        self._update(p, m, v, t, group)  # (4), (5)
 
-    def _count_group(self, group: Group) -> int | None:
-        return None
+    def _t(self, state: dict[str, Any], group: Group) -> int:
+        return state["step"]
 
     def _state(self, p: Tensor) -> dict[str, Any]:
         return self.state[p]
@@ -146,8 +133,10 @@ class DecoupledWeightDecay(TextbookAdam):
 class StepPerGroup(TextbookAdam):
     """t counts the group's steps: a parameter that skipped steps is miscorrected."""
 
-    def _count_group(self, group: Group) -> int | None:
+    def _begin_group(self, group: Group) -> None:
         group["step"] = group.get("step", 0) + 1
+
+    def _t(self, state: dict[str, Any], group: Group) -> int:
         return group["step"]
 
 

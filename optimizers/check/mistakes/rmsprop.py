@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-Group = dict[str, Any]
+from optimizers.check.mistakes._base import Group, TextbookOptimizer
 
 
-class TextbookRMSprop(torch.optim.Optimizer):
+class TextbookRMSprop(TextbookOptimizer):
     """RMSProp with alpha, eps, centering, momentum and L2 weight decay."""
 
     def __init__(
@@ -44,39 +44,29 @@ class TextbookRMSprop(torch.optim.Optimizer):
         )
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["square_avg"] = torch.zeros_like(p)
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                    state["grad_avg"] = torch.zeros_like(p)
-                state["step"] += 1
-                g = p.grad
-                if group["weight_decay"] != 0:
-                    g = g.add(p, alpha=group["weight_decay"])  # (1)
-                v = state["square_avg"]
-                self._square_average(v, g, group)  # (2)
-                if group["centered"]:  # (3)
-                    state["grad_avg"].lerp_(g, 1 - group["alpha"])
-                    v = v.addcmul(state["grad_avg"], state["grad_avg"], value=-1)
-                denom = self._denominator(v, group)
-                if group["momentum"] > 0:  # (4)
-                    b = state["momentum_buffer"]
-                    b.mul_(group["momentum"]).addcdiv_(g, denom)
-                    p.add_(b, alpha=-group["lr"])
-                else:
-                    p.addcdiv_(g, denom, value=-group["lr"])
-        return loss
+    def _step_parameter(self, p: Tensor, grad: Tensor, group: Group) -> None:
+        state = self.state[p]
+        if not state:
+            state["step"] = 0
+            state["square_avg"] = torch.zeros_like(p)
+            state["momentum_buffer"] = torch.zeros_like(p)
+            state["grad_avg"] = torch.zeros_like(p)
+        state["step"] += 1
+        g = grad
+        if group["weight_decay"] != 0:
+            g = g.add(p, alpha=group["weight_decay"])  # (1)
+        v = state["square_avg"]
+        self._square_average(v, g, group)  # (2)
+        if group["centered"]:  # (3)
+            state["grad_avg"].lerp_(g, 1 - group["alpha"])
+            v = v.addcmul(state["grad_avg"], state["grad_avg"], value=-1)
+        denom = self._denominator(v, group)
+        if group["momentum"] > 0:  # (4)
+            b = state["momentum_buffer"]
+            b.mul_(group["momentum"]).addcdiv_(g, denom)
+            p.add_(b, alpha=-group["lr"])
+        else:
+            p.addcdiv_(g, denom, value=-group["lr"])
 
     def _square_average(self, v: Tensor, g: Tensor, group: Group) -> None:
         v.mul_(group["alpha"]).addcmul_(g, g, value=1 - group["alpha"])

@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-Group = dict[str, Any]
+from optimizers.check.mistakes._base import Group, TextbookOptimizer
 
 
-class TextbookSGD(torch.optim.Optimizer):
+class TextbookSGD(TextbookOptimizer):
     """SGD with momentum, dampening, Nesterov and L2 weight decay, one tensor a time."""
 
     def __init__(
@@ -43,23 +43,13 @@ class TextbookSGD(torch.optim.Optimizer):
         )
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self._state(p)
-                g = self._gradient(p, p.grad, group)  # (1)
-                if group["momentum"] != 0:
-                    b = self._buffer(state, g, group)  # (2)
-                    g = self._direction(state, g, b, group)  # (3)
-                self._apply(p, g, group)  # (4)
-        return loss
+    def _step_parameter(self, p: Tensor, grad: Tensor, group: Group) -> None:
+        state = self._state(p)
+        g = self._gradient(p, grad, group)  # (1)
+        if group["momentum"] != 0:
+            b = self._buffer(state, g, group)  # (2)
+            g = self._direction(state, g, b, group)  # (3)
+        self._apply(p, g, group)  # (4)
 
     def _state(self, p: Tensor) -> dict[str, Any]:
         return self.state[p]
