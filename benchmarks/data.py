@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from datamodules import CIFAR10DataModule, FashionMNISTDataModule
+from models.base import PlainAttributeMixin
 
 log = logging.getLogger("benchmarks.data")
 
@@ -150,19 +151,35 @@ def bench_epoch(data_dir: Path, rounds: int) -> dict[str, float]:
 # -- 3. Lightning fit vs a plain loop ----------------------------------------------
 
 
-class BenchMLP(L.LightningModule):
-    """784-256-128-10 ReLU MLP trained with plain SGD."""
+class BenchMLP(PlainAttributeMixin, L.LightningModule):
+    """784-256-128-10 ReLU MLP trained with plain SGD, by manual optimisation.
+
+    It trains the way :class:`models.base.ImageClassifier` does: manual
+    optimisation (``automatic_optimization = False``), each training step zeroes
+    the gradients, runs ``manual_backward`` and steps the ``LightningOptimizer``
+    from ``self.optimizers()``, and the same
+    :class:`~models.base.PlainAttributeMixin` base. The plain loop does the same
+    math through :meth:`loss` with the raw optimizer.
+    """
 
     def __init__(self) -> None:
         super().__init__()
+        self.automatic_optimization = False
         self.net = nn.Sequential(
             nn.Flatten(), nn.Linear(784, 256), nn.ReLU(),
             nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10),
         )
 
-    def training_step(self, batch, batch_idx):
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = batch
         return nn.functional.cross_entropy(self.net(x), y)
+
+    def training_step(self, batch, batch_idx):
+        optimizer = self.optimizers()
+        loss = self.loss(batch)
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.05)
@@ -182,8 +199,8 @@ def _plain_loop(loader) -> tuple[float, float]:
     model = BenchMLP()
     optimizer = model.configure_optimizers()
     start, cpu_start = time.perf_counter(), time.process_time()
-    for i, batch in enumerate(loader):
-        loss = model.training_step(batch, i)
+    for batch in loader:
+        loss = model.loss(batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
