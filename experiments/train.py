@@ -19,7 +19,6 @@ and ``train_subset`` are accepted as shortcuts).
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import dataclasses
 import logging
@@ -557,8 +556,12 @@ def parse_value(text: str) -> Any:
 
     ``'0.9'`` -> 0.9, ``'true'`` -> True, ``'none'`` -> None, and ``'0.9,0.99'``,
     ``'(0.9,0.99)'`` and ``'[0.9, 0.99]'`` all -> (0.9, 0.99). Literals are read
-    with ``ast.literal_eval`` (no code runs); anything else stays a string.
+    by ``optimizers.literals.read_literal`` (``ast.literal_eval``: no code runs);
+    anything else stays a string.
     """
+    # Imported here: ``optimizers`` loads torch, which this module defers.
+    from optimizers.literals import read_literal
+
     text = text.strip()
     lowered = text.lower()
     if lowered in ("true", "yes", "on"):
@@ -568,13 +571,9 @@ def parse_value(text: str) -> Any:
     if lowered in ("none", "null"):
         return None
     try:
-        value = ast.literal_eval(text)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        value = text
-    if isinstance(value, list | tuple):
-        return tuple(value)
-    if value is not text:
-        return value
+        return read_literal(text)
+    except ValueError:
+        pass
     if "," in text:  # a list of words, e.g. a,b
         return tuple(parse_value(part) for part in text.strip("()[]").split(",")
                      if part.strip())

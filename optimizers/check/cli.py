@@ -7,10 +7,11 @@ cannot be loaded or run (or the command itself is misused).
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import sys
 from typing import Any
+
+from optimizers.literals import read_literal
 
 EPILOG = """\
 The class is loaded and run in a child process under the time and memory limits
@@ -83,18 +84,12 @@ def parse_hparams(items: list[str]) -> dict[str, Any]:
         key, sep, text = item.partition("=")
         if not sep or not key.isidentifier():
             raise ValueError(f"--hparams: {item!r} is not of the form key=value")
-        lowered = text.strip().lower()
-        if lowered in ("true", "false"):
-            hparams[key] = lowered == "true"
-            continue
         try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
+            value = read_literal(text)
+        except ValueError:
             raise ValueError(
                 f"--hparams: {key}={text!r} is not a number, bool or tuple"
             ) from None
-        if isinstance(value, list):
-            value = tuple(value)
         if not isinstance(value, int | float | bool | tuple):
             raise ValueError(
                 f"--hparams: {key}={text!r} must be a number, bool or tuple"
