@@ -9,10 +9,12 @@ parent can say where a submission hung.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
@@ -148,10 +150,26 @@ def _submission_frames(error: BaseException, file: str) -> str:
 
 
 def _write(out_path: str, result: dict[str, Any]) -> None:
-    tmp = f"{out_path}.tmp"
-    with open(tmp, "w") as handle:
-        json.dump(result, handle)
-    os.replace(tmp, out_path)
+    """Write ``result`` as JSON to ``out_path``: the parent reads all of it or none.
+
+    Durable like ``experiments.runstore.atomic_write_json`` (this package may not
+    import it): a fresh temporary file beside ``out_path`` is flushed to disk, then
+    renamed over it; a write that fails leaves no partial file behind.
+    """
+    text = json.dumps(result)
+    folder = os.path.dirname(os.path.abspath(out_path))
+    name = os.path.basename(out_path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, out_path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 if __name__ == "__main__":
