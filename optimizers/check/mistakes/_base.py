@@ -3,7 +3,9 @@
 ``TextbookOptimizer.step`` evaluates the closure, walks the param groups and hands
 each parameter that has a gradient to ``_step_parameter``. A textbook class writes
 only that method (its numbered equations), and each mistake overrides the one
-equation it gets wrong, so the loop around them is the same for every entry.
+equation it gets wrong, so the loop around them is the same for every entry. L2
+weight decay, equation (1) of all four algorithms, and the state lookup live here
+too, so that a mistake in either (decoupled decay, shared state) is one override.
 """
 
 from __future__ import annotations
@@ -39,3 +41,13 @@ class TextbookOptimizer(torch.optim.Optimizer):
 
     def _step_parameter(self, p: Tensor, grad: Tensor, group: Group) -> None:
         raise NotImplementedError
+
+    def _state(self, p: Tensor) -> dict[str, Any]:
+        """The state entry of ``p``."""
+        return self.state[p]
+
+    def _gradient(self, p: Tensor, grad: Tensor, group: Group) -> Tensor:
+        """Equation (1) of every textbook class: g_t = grad + lambda * theta_{t-1}."""
+        if group["weight_decay"] == 0:
+            return grad
+        return grad.add(p, alpha=group["weight_decay"])

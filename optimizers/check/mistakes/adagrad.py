@@ -40,14 +40,12 @@ class TextbookAdagrad(TextbookOptimizer):
         super().__init__(params, defaults)
 
     def _step_parameter(self, p: Tensor, grad: Tensor, group: Group) -> None:
-        state = self.state[p]
+        state = self._state(p)
         if not state:
             state["step"] = 0
             state["sum"] = torch.full_like(p, group["initial_accumulator_value"])
         state["step"] += 1
-        g = grad
-        if group["weight_decay"] != 0:
-            g = g.add(p, alpha=group["weight_decay"])  # (1)
+        g = self._gradient(p, grad, group)  # (1)
         clr = self._lr(state["step"], group)  # (2)
         self._accumulate(state["sum"], g)  # (3)
         denom = self._denominator(state["sum"], group)

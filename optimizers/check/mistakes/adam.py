@@ -62,14 +62,6 @@ class TextbookAdam(TextbookOptimizer):
     def _t(self, state: dict[str, Any], group: Group) -> int:
         return state["step"]
 
-    def _state(self, p: Tensor) -> dict[str, Any]:
-        return self.state[p]
-
-    def _gradient(self, p: Tensor, grad: Tensor, group: Group) -> Tensor:
-        if group["weight_decay"] == 0:
-            return grad
-        return grad.add(p, alpha=group["weight_decay"])
-
     def _update(self, p: Tensor, m: Tensor, v: Tensor, t: int, group: Group) -> None:
         beta1, beta2 = group["betas"]
         step_size = group["lr"] / (1 - beta1**t)

@@ -45,16 +45,14 @@ class TextbookRMSprop(TextbookOptimizer):
         super().__init__(params, defaults)
 
     def _step_parameter(self, p: Tensor, grad: Tensor, group: Group) -> None:
-        state = self.state[p]
+        state = self._state(p)
         if not state:
             state["step"] = 0
             state["square_avg"] = torch.zeros_like(p)
             state["momentum_buffer"] = torch.zeros_like(p)
             state["grad_avg"] = torch.zeros_like(p)
         state["step"] += 1
-        g = grad
-        if group["weight_decay"] != 0:
-            g = g.add(p, alpha=group["weight_decay"])  # (1)
+        g = self._gradient(p, grad, group)  # (1)
         v = state["square_avg"]
         self._square_average(v, g, group)  # (2)
         if group["centered"]:  # (3)

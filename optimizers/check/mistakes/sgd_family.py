@@ -51,14 +51,6 @@ class TextbookSGD(TextbookOptimizer):
             g = self._direction(state, g, b, group)  # (3)
         self._apply(p, g, group)  # (4)
 
-    def _state(self, p: Tensor) -> dict[str, Any]:
-        return self.state[p]
-
-    def _gradient(self, p: Tensor, grad: Tensor, group: Group) -> Tensor:
-        if group["weight_decay"] == 0:
-            return grad
-        return grad.add(p, alpha=group["weight_decay"])
-
     def _buffer(self, state: dict[str, Any], g: Tensor, group: Group) -> Tensor:
         if "momentum_buffer" not in state:
             state["momentum_buffer"] = g.clone()
