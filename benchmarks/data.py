@@ -15,10 +15,16 @@ real data (``--data-dir``, else ``$OPTIMLAB_DATA``, else ``../shared/data``):
 3. ``fit``: one epoch of a 784-256-128-10 MLP on Fashion-MNIST at batch 128 with
    SGD, as a Lightning ``fit`` (callbacks, logging, checkpointing, progress bar
    and model summary off) versus a plain PyTorch loop over the same batches, the
-   two alternated ``--rounds`` times in one process (target ratio <= 1.15). For
-   reference, a Lightning fit over a ``TensorDataset`` ``DataLoader`` is timed
-   too, and both loops over one ready batch repeated (no data work at all: the
-   floor that Lightning's own per-step machinery sets).
+   two alternated ``--rounds`` times in one process (target ratio <= 1.15). The
+   Lightning model trains the way ``models.ImageClassifier`` does: manual
+   optimisation (``zero_grad``, ``manual_backward``, ``LightningOptimizer.step``)
+   on the same :class:`~models.base.PlainAttributeMixin` base; the plain loop runs
+   ``zero_grad``, ``backward`` and ``step`` of the raw optimizer on the same
+   batches. For reference, a Lightning fit over a ``TensorDataset``
+   ``DataLoader`` is timed too, and both loops over one ready batch repeated (no
+   data work at all: the floor that Lightning's own per-step machinery sets).
+   Lightning's overhead is a fixed ~0.15-0.2 ms of Python per step, so the
+   ratio depends on the step time: compare ``--threads 1`` with the default.
 
 Timings on a shared machine are noisy; ratios come from alternated runs, and the
 median over rounds is reported. For ``fit`` both wall-clock and process CPU time
