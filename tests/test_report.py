@@ -264,7 +264,7 @@ def test_event_reader_agrees_with_tensorboard_and_survives_truncation(built, tmp
     )
     from tensorboard.compat.proto.event_pb2 import Event
 
-    from experiments.report.runs import event_records
+    from experiments.report.tfrecord import event_records
 
     logdir, _, _ = built
     path = next((logdir / "adaptive").rglob("events.out.tfevents.*"))

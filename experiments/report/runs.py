@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import struct
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from experiments.report.tfrecord import event_records
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +146,12 @@ def read_scalars(run: Run, tags: frozenset[str]) -> list[str]:
     """Fill ``run.scalars`` with the scalars of ``tags`` as (steps, values); return
     a line for each event file that could not be read to its end.
 
-    Events are decoded with TensorBoard's own ``Event`` protobuf; the record
-    framing is read by :func:`event_records` rather than TensorBoard's loader,
-    whose pure-Python CRC check (used when TensorFlow is absent) costs some 30x
-    the decoding. A truncated or damaged file keeps what was read before the
-    damage.
+    Events are decoded with TensorBoard's own ``Event`` protobuf; the records are
+    framed and their checksums verified by
+    :func:`experiments.report.tfrecord.event_records` (all records of a file at
+    once) rather than by TensorBoard's loader, whose byte-at-a-time pure-Python
+    check (used when TensorFlow is absent) costs many times the decoding. A
+    truncated or damaged file keeps what was read before the damage.
     """
     if run.scalars or run.event_dir is None or not run.event_dir.is_dir():
         return []  # already read (through another membership of the same run)
@@ -181,37 +182,6 @@ def read_scalars(run: Run, tags: frozenset[str]) -> list[str]:
         values = np.array([by_step[int(s)] for s in steps], dtype=float)
         run.scalars[tag] = (steps, values)
     return problems
-
-
-def event_records(data: bytes, source: str = "event file",
-                  problems: list[str] | None = None) -> Iterator[bytes]:
-    """The records of a TFRecord file: each is a little-endian uint64 length, a
-    4-byte checksum of the length, the payload and a 4-byte checksum of the
-    payload. Checksums are not verified; a record cut short ends the file.
-
-    ``source`` names the file in the warning for a file that ends inside a
-    record or holds no record at all; the warning also goes to ``problems``.
-    """
-    offset, size, count = 0, len(data), 0
-    while offset + 12 <= size:
-        (length,) = struct.unpack_from("<Q", data, offset)
-        start = offset + 12
-        end = start + length
-        if end + 4 > size:
-            break
-        yield data[start:end]
-        offset, count = end + 4, count + 1
-    if offset == size:
-        return
-    if count == 0:
-        text = (f"{source} is not a TensorBoard event file (no whole record in "
-                f"its {size} bytes); its scalars are left out")
-    else:
-        text = (f"{source} ends inside a record after {count} records (a run "
-                "killed mid-write?); kept the records before it")
-    log.warning("%s", text)
-    if problems is not None:
-        problems.append(text)
 
 
 def _looks_like_study(folder: Path) -> bool:
