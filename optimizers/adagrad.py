@@ -14,6 +14,7 @@ from optimizers.base import (
     Optimizer,
     Params,
     reject_unknown,
+    write_into,
 )
 
 
@@ -111,8 +112,7 @@ class Adagrad(Optimizer):
             # (3) accumulate squared gradients
             torch._foreach_addcmul_(v_, g_, g_)
             # (4) parameter update
-            for d, x in zip(denom, v_, strict=True):
-                torch.sqrt(x, out=d)
+            write_into(denom, "sqrt", v_)
             torch._foreach_add_(denom, eps)
             torch._foreach_addcdiv_(p_, g_, denom, [-lr_t[i] for i in at])
 

@@ -18,6 +18,7 @@ from optimizers.base import (
     check_hyperparameter,
     hyperparameter_error,
     reject_unknown,
+    write_into,
     zeros_like,
 )
 
@@ -153,8 +154,7 @@ class Adam(Optimizer):
             if amsgrad:
                 torch._foreach_maximum_(v_hat_, v_)
             # (6) parameter update
-            for d, x in zip(denom, v_hat_, strict=True):
-                torch.sqrt(x, out=d)
+            write_into(denom, "sqrt", v_hat_)
             torch._foreach_div_(denom, [c_t[i] for i in at])
             torch._foreach_add_(denom, eps)
             torch._foreach_addcdiv_(p_, m_, denom, [-lr_t[i] for i in at])

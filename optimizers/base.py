@@ -316,3 +316,32 @@ class Optimizer(torch.optim.Optimizer):
 def zeros_like(p: Tensor) -> Tensor:
     """A zero state tensor shaped, strided and placed like ``p``."""
     return torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
+def write_into(
+    out: list[Tensor],
+    op: str,
+    first: list[Tensor],
+    *rest: list[Tensor],
+    per_tensor: bool | None = None,
+    **kwargs: Any,
+) -> list[Tensor]:
+    """``out[i] = torch.<op>(first[i], *rest[i], **kwargs)``, into existing memory.
+
+    On the CPU (``per_tensor``, by default) one kernel per tensor writes straight
+    into ``out``. Elsewhere, where a kernel launch per tensor costs more than one
+    more pass over memory, ``first`` is copied into ``out`` and the multi-tensor
+    ``torch._foreach_<op>_`` applies the rest in place. Both give the same bits.
+    """
+    if not out:
+        return out
+    if per_tensor is None:
+        per_tensor = out[0].device.type == "cpu"
+    if per_tensor:
+        kernel = getattr(torch, op)
+        for i, target in enumerate(out):
+            kernel(first[i], *(r[i] for r in rest), out=target, **kwargs)
+    else:
+        torch._foreach_copy_(out, first)
+        getattr(torch, f"_foreach_{op}_")(out, *rest, **kwargs)
+    return out

@@ -15,6 +15,7 @@ from optimizers.base import (
     Optimizer,
     Params,
     reject_unknown,
+    write_into,
     zeros_like,
 )
 
@@ -126,12 +127,10 @@ class RMSProp(Optimizer):
             # (3)-(4) centre it, then the denominator √v̂ + ε
             if centered:
                 torch._foreach_lerp_(m_, g_, 1 - alpha)
-                for d, x, y in zip(denom, v_, m_, strict=True):
-                    torch.addcmul(x, y, y, value=-1, out=d)
+                write_into(denom, "addcmul", v_, m_, m_, value=-1)
                 torch._foreach_sqrt_(denom)
             else:
-                for d, x in zip(denom, v_, strict=True):
-                    torch.sqrt(x, out=d)
+                write_into(denom, "sqrt", v_)
             torch._foreach_add_(denom, eps)
             # (5)-(6) momentum, parameter update
             if mu > 0:

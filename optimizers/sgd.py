@@ -17,6 +17,7 @@ from optimizers.base import (
     Params,
     hyperparameter_error,
     reject_unknown,
+    write_into,
 )
 
 
@@ -145,8 +146,7 @@ class SGD(Optimizer):
                 torch._foreach_add_(b_, g_, alpha=1 - tau)
             # (3) direction
             if nesterov:
-                for d_i, g_i, b_i in zip(d_, g_, b_, strict=True):
-                    torch.add(g_i, b_i, alpha=mu, out=d_i)
+                write_into(d_, "add", g_, b_, alpha=mu)
             else:
                 d_ = b_  # heavy ball (μ ≠ 0) or plain (b is g)
             if stats is not None:  # θ not yet updated

@@ -7,6 +7,8 @@ gathered into one tile, non-contiguous tensors taken whole.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -83,3 +85,28 @@ def test_tiled_update_matches_torch_bit_for_bit(
             got_update = stats.update_norm.to(torch.float64)
             torch.testing.assert_close(got_grad, want_grad, rtol=tol, atol=0)
             torch.testing.assert_close(got_update, want_update, rtol=tol, atol=0)
+
+
+# op, extra keyword arguments, number of input lists
+WRITE_INTO = [("sqrt", {}, 1), ("add", {"alpha": 0.9}, 2),
+              ("addcmul", {"value": -1}, 3)]
+
+
+@pytest.mark.parametrize(("op", "kwargs", "inputs"), WRITE_INTO,
+                         ids=[w[0] for w in WRITE_INTO])
+def test_write_into_gives_the_same_bits_per_tensor_and_multi_tensor(
+    op: str, kwargs: dict, inputs: int
+) -> None:
+    # The multi-tensor branch is the one GPUs take; here it runs on CPU tensors.
+    lists = [[t.abs() for t in _params(torch.float32)] for _ in range(inputs)]
+    gen = torch.Generator().manual_seed(inputs)
+    for tensors in lists[1:]:
+        for t in tensors:
+            t.copy_(torch.rand(t.shape, generator=gen))
+    expected = [getattr(torch, op)(*args, **kwargs)
+                for args in zip(*lists, strict=True)]
+    for per_tensor in (True, False):
+        out = [torch.full_like(t, math.nan) for t in lists[0]]
+        base.write_into(out, op, *lists, per_tensor=per_tensor, **kwargs)
+        for got, want in zip(out, expected, strict=True):
+            assert torch.equal(got, want), f"{op}, per_tensor={per_tensor}"
