@@ -7,6 +7,7 @@ is short; the identification of every mistake is in test_check_catalogue.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -107,6 +108,35 @@ def test_usage_errors(capsys):
     with pytest.raises(SystemExit) as exit_info:
         optimlab(["check", "x.py:X", "--as", "adamax"])
     assert exit_info.value.code == 2
+
+
+# (flag, value, text the one-line message must hold)
+LIMIT_CASES = [
+    ("--timeout", "0", "(0, 86400]"),
+    ("--timeout", "-5", "got -5.0"),
+    ("--timeout", "inf", "got inf"),
+    ("--timeout", "nan", "got nan"),
+    ("--timeout", "1e400", "got inf"),
+    ("--timeout", "1e9", "got 1000000000.0"),
+    ("--memory-mb", "255", "[256, 1048576]"),
+    ("--memory-mb", "99999999999999999999", "got 99999999999999999999"),
+]
+
+
+@pytest.mark.parametrize(("flag", "value", "text"), LIMIT_CASES)
+def test_limits_out_of_range_are_refused_in_one_line(capsys, flag, value, text):
+    target = str(SUBMISSIONS / "correct_sgd.py") + ":StudentSGD"
+    code, out, err = run_cli(capsys, target, "--as", "sgd", flag, value)
+    assert code == 2 and out == ""
+    assert err.startswith(f"optimlab check: error: {flag}: must be a ")
+    assert text in err and err.count("\n") == 1, err
+
+
+def test_limits_out_of_range_are_refused_by_the_api():
+    with pytest.raises(ValueError, match=r"timeout: .*\(0, 86400\], got inf"):
+        check(SUBMISSIONS / "correct_sgd.py", "StudentSGD", "sgd", timeout=math.inf)
+    with pytest.raises(ValueError, match=r"memory_mb: .*got 2048.5"):
+        check(SUBMISSIONS / "correct_sgd.py", "StudentSGD", "sgd", memory_mb=2048.5)
 
 
 def test_console_command_nan_submission():

@@ -42,6 +42,40 @@ PROPERTIES: dict[str, str] = {
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MEMORY_MB = 2048
+#: Allowed ranges of the limits: (0, MAX_TIMEOUT_S] seconds, [MIN, MAX] MB.
+MAX_TIMEOUT_S = 86400.0
+MIN_MEMORY_MB, MAX_MEMORY_MB = 256, 1 << 20
+
+
+def check_limits(
+    timeout: float,
+    memory_mb: int,
+    names: tuple[str, str] = ("timeout", "memory_mb"),
+) -> None:
+    """Raise ``ValueError`` naming the field, its value and the allowed range when
+    ``timeout`` (seconds) or ``memory_mb`` is out of range; ``names`` are the
+    fields as the caller spells them (``--timeout`` on the command line)."""
+    timeout_ok = (
+        isinstance(timeout, int | float)
+        and not isinstance(timeout, bool)
+        and math.isfinite(timeout)
+        and 0 < timeout <= MAX_TIMEOUT_S
+    )
+    if not timeout_ok:
+        raise ValueError(
+            f"{names[0]}: must be a finite number of seconds in "
+            f"(0, {MAX_TIMEOUT_S:g}], got {timeout!r}"
+        )
+    memory_ok = (
+        isinstance(memory_mb, int)
+        and not isinstance(memory_mb, bool)
+        and MIN_MEMORY_MB <= memory_mb <= MAX_MEMORY_MB
+    )
+    if not memory_ok:
+        raise ValueError(
+            f"{names[1]}: must be a whole number of MB in "
+            f"[{MIN_MEMORY_MB}, {MAX_MEMORY_MB}], got {memory_mb!r}"
+        )
 
 
 def check(
@@ -56,8 +90,11 @@ def check(
     """Load ``class_name`` from ``file`` in a child process and grade it.
 
     The child runs under ``timeout`` seconds of wall-clock time and ``memory_mb`` of
-    data segment; its output is captured into the result.
+    data segment; its output is captured into the result. Raises ``ValueError``
+    for an unknown algorithm, hyperparameters the reference refuses, or limits out
+    of range (see :func:`check_limits`).
     """
+    check_limits(timeout, memory_mb)
     spec = get_spec(algorithm)
     scenarios = build_scenarios(algorithm, hparams)
     reference_records(algorithm, hparams)  # refuse bad --hparams before starting

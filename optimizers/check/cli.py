@@ -58,14 +58,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=60.0,
         metavar="SECONDS",
-        help="wall-clock limit for the submission (default 60)",
+        help="wall-clock limit for the submission (default 60, at most 86400)",
     )
     parser.add_argument(
         "--memory-mb",
         type=int,
         default=2048,
         metavar="MB",
-        help="memory (data segment) limit for the submission (default 2048)",
+        help="memory (data segment) limit for the submission (default 2048, 256 to "
+        "1048576)",
     )
 
 
@@ -102,11 +103,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         path, class_name = parse_target(args.target)
         hparams = parse_hparams(args.hparams)
-        if args.timeout <= 0:
-            raise ValueError(f"--timeout: must be > 0, got {args.timeout}")
-        if args.memory_mb < 256:
-            raise ValueError(f"--memory-mb: must be >= 256, got {args.memory_mb}")
-        from optimizers.check.api import check
+        from optimizers.check.api import check, check_limits
+
+        check_limits(args.timeout, args.memory_mb, ("--timeout", "--memory-mb"))
 
         result = check(
             path,
