@@ -34,6 +34,7 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 # (file:class, --as, exit code, text that must appear in the output)
 CLI_CASES = [
     ("missing_file.py:X", "sgd", 2, "no such file"),
+    (".:X", "sgd", 2, "is a directory; expected a .py file"),
 ]
 
 
@@ -93,6 +94,8 @@ def test_class_lookup_errors():
         _load_class(path, "NoSuchClass", torch.optim.Optimizer)
     with pytest.raises(_LoadError, match="not a subclass of torch.optim.Optimizer"):
         _load_class(path, "Optimizer", torch.nn.Module)
+    with pytest.raises(_LoadError, match="is a directory; expected a .py file"):
+        _load_class(str(SUBMISSIONS), "X", torch.optim.Optimizer)
 
 
 def test_usage_errors(capsys):

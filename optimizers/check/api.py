@@ -99,8 +99,9 @@ def check(
     scenarios = build_scenarios(algorithm, hparams)
     reference_records(algorithm, hparams)  # refuse bad --hparams before starting
     label = f"{os.fspath(file)}:{class_name}"
-    if not os.path.isfile(file):
-        return CheckResult(label, algorithm, "error", error=f"{file}: no such file")
+    problem = file_problem(file)
+    if problem is not None:
+        return CheckResult(label, algorithm, "error", error=problem)
     outcome = run_child(
         file,
         class_name,
@@ -116,6 +117,15 @@ def check(
     result.stdout, result.stderr = outcome.stdout, outcome.stderr
     result.seconds = outcome.seconds
     return result
+
+
+def file_problem(file: str | os.PathLike[str]) -> str | None:
+    """Why ``file`` cannot be a submission (``None`` when it is a file)."""
+    if os.path.isdir(file):
+        return f"{os.fspath(file)}: is a directory; expected a .py file"
+    if not os.path.isfile(file):
+        return f"{os.fspath(file)}: no such file"
+    return None
 
 
 def check_class(

@@ -96,6 +96,8 @@ class _LoadError(Exception):
 
 def _load_class(file: str, class_name: str, base: type) -> type:
     path = Path(file).resolve()
+    if path.is_dir():
+        raise _LoadError(f"{file}: is a directory; expected a .py file")
     if not path.is_file():
         raise _LoadError(f"{file}: no such file")
     sys.path.insert(0, str(path.parent))
