@@ -50,6 +50,8 @@ class Adagrad(Optimizer):
         https://www.jmlr.org/papers/v12/duchi11a.html
     """
 
+    state_keys = ("step", "v")
+    torch_state_names = {"sum": "v"}
     rules = {
         "lr": NON_NEGATIVE,
         "lr_decay": NON_NEGATIVE,

@@ -68,6 +68,8 @@ class Adam(Optimizer):
         ICLR 2019 (AdamW). https://arxiv.org/abs/1711.05101
     """
 
+    state_keys = ("step", "m", "v")
+    torch_state_names = {"exp_avg": "m", "exp_avg_sq": "v", "max_exp_avg_sq": "v_max"}
     rules = {
         "lr": NON_NEGATIVE,
         "eps": NON_NEGATIVE,

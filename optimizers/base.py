@@ -17,6 +17,7 @@ converts them once (``.tolist()``).
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
 import numbers
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -109,6 +110,10 @@ class Optimizer(torch.optim.Optimizer):
     # True where _update_group hands the parameters before the update to
     # GroupStats.tile itself (tile by tile) instead of GroupStats taking their norms.
     param_norm_in_update: ClassVar[bool] = False
+    # Keys of a parameter's state that a step needs once the state exists, and
+    # torch.optim's names for the same state (loaded from a torch.optim state_dict).
+    state_keys: ClassVar[tuple[str, ...]] = ()
+    torch_state_names: ClassVar[dict[str, str]] = {}
 
     def __init__(self, params: Params, defaults: dict[str, Any]) -> None:
         self._stats_requested = False
@@ -124,7 +129,20 @@ class Optimizer(torch.optim.Optimizer):
             check_hyperparameter(owner, name, group[name], rule)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """``torch.optim.Optimizer.add_param_group`` plus the hyperparameter checks."""
+        """``torch.optim.Optimizer.add_param_group`` plus the hyperparameter checks.
+
+        A key that is a hyperparameter of another optimlab optimizer, or a near miss
+        of one of this optimizer's, is refused (it would be ignored); other keys,
+        such as a ``name`` for one's own bookkeeping, are kept as torch keeps them.
+        """
+        owner = type(self).__name__
+        foreign = {
+            key: value for key, value in param_group.items()
+            if key != "params" and key not in self.defaults
+            and (key in _all_hyperparameters()
+                 or difflib.get_close_matches(key, self.defaults, n=1, cutoff=0.8))
+        }
+        reject_unknown(f"{owner} param group", foreign, self.defaults)
         self.check_group({**self.defaults, **param_group})
         params = param_group["params"]
         params = [params] if isinstance(params, Tensor) else list(params)
@@ -231,6 +249,45 @@ class Optimizer(torch.optim.Optimizer):
             layouts[layout] = views
         return (*columns, list(views), owners)
 
+    # -- saving and loading ----------------------------------------------------------
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """``torch.optim.Optimizer.load_state_dict``, also from torch.optim's twin.
+
+        A state_dict saved by the ``torch.optim`` class of the same algorithm loads
+        too: its state names (``exp_avg``, ``sum``, ``square_avg`` …) become this
+        class's symbols and its tensor step counts become integers. One saved by a
+        different algorithm is refused with the missing key named, before anything
+        is changed.
+        """
+        owner = type(self).__name__
+        groups = state_dict.get("param_groups", [])
+        for index, group in enumerate(groups):
+            missing = [key for key in self.defaults if key not in group]
+            if missing:
+                raise ValueError(
+                    f"{owner}.load_state_dict: param group {index} has no "
+                    f"{missing[0]!r}; this state_dict was saved by another "
+                    f"optimizer (its group keys: {', '.join(sorted(group))})"
+                )
+        names = self.torch_state_names
+        state = {
+            key: {names.get(name, name): value for name, value in saved.items()}
+            for key, saved in state_dict.get("state", {}).items()
+        }
+        for key, saved in state.items():
+            absent = [name for name in self.state_keys if name not in saved]
+            if saved and absent:
+                raise ValueError(
+                    f"{owner}.load_state_dict: the state of parameter {key} has no "
+                    f"{absent[0]!r} (it has {', '.join(sorted(saved))}); this "
+                    "state_dict was saved by another optimizer"
+                )
+        super().load_state_dict({**state_dict, "state": state})
+        for saved in self.state.values():
+            if isinstance(saved.get("step"), Tensor):
+                saved["step"] = int(saved["step"].item())
+
     # -- instruments -----------------------------------------------------------------
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -311,6 +368,22 @@ class Optimizer(torch.optim.Optimizer):
     ) -> None:
         """Apply the update rule to one group (``grads`` must not be modified)."""
         raise NotImplementedError
+
+
+def _all_hyperparameters() -> set[str]:
+    """Every hyperparameter name of every optimlab optimizer class defined so far:
+    the keyword arguments of their constructors."""
+    names: set[str] = set()
+    pending = list(Optimizer.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        names.update(
+            p.name for p in parameters if p.name not in ("self", "params")
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        )
+        pending.extend(cls.__subclasses__())
+    return names
 
 
 def zeros_like(p: Tensor) -> Tensor:

@@ -60,6 +60,8 @@ class RMSProp(Optimizer):
         arXiv:1308.0850, 2013 (the centered form). https://arxiv.org/abs/1308.0850
     """
 
+    state_keys = ("step", "v")
+    torch_state_names = {"square_avg": "v", "grad_avg": "m"}
     rules = {
         "lr": NON_NEGATIVE,
         "alpha": UNIT,
