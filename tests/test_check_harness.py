@@ -6,6 +6,7 @@ is short; the identification of every mistake is in test_check_catalogue.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -19,7 +20,7 @@ import torch
 
 from experiments.cli import main as optimlab
 from optimizers.check import check, runner
-from optimizers.check.child import _load_class, _LoadError
+from optimizers.check.child import _file_too_large, _load_class, _LoadError
 
 SUBMISSIONS = Path(__file__).parent / "check_submissions"
 REPO = Path(__file__).resolve().parents[1]
@@ -85,6 +86,30 @@ def test_memory_limit():
     )
     assert result.exit_code == 2, result.format()
     assert "memory" in result.error.lower()
+
+
+def test_output_limit_is_the_graders_not_a_mistake(monkeypatch):
+    monkeypatch.setattr(runner, "_FILE_LIMIT", 1 << 20)
+    result = check(SUBMISSIONS / "writes_too_much.py", "LoudSGD", "sgd")
+    assert result.exit_code == 2 and result.status == "error", result.format()
+    assert "wrote more than 1 MiB to stdout (the grader's limit on output)" in (
+        result.error
+    )
+    assert "trajectory[lr=0.05]" in result.error  # where it happened
+
+
+def test_file_size_error_is_recognised_through_its_chain():
+    """The child's test for EFBIG (a file of the submission's own past the limit;
+    writes_too_much.HoarderSGD end to end): found however it was re-raised."""
+    try:
+        try:
+            raise OSError(errno.EFBIG, "File too large")
+        except OSError as error:
+            raise RuntimeError("could not save") from error
+    except RuntimeError as wrapped:
+        assert _file_too_large(wrapped)
+    assert not _file_too_large(OSError(errno.ENOSPC, "No space left on device"))
+    assert not _file_too_large(ValueError("File too large"))
 
 
 def test_class_lookup_errors():

@@ -10,6 +10,7 @@ parent can say where a submission hung.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.util
 import json
 import os
@@ -69,6 +70,16 @@ def main(argv: list[str]) -> int:
             if "can't allocate memory" in message:
                 result.update(status="memory", error=message[:500])
                 break
+            if _file_too_large(error):
+                result.update(
+                    status="file_limit",
+                    where=f"scenario {scenario.name!r}",
+                    error=(
+                        f"the submission wrote a file past the grader's file-size "
+                        f"limit in {scenario.name!r} ({message[:300]}); not graded"
+                    ),
+                )
+                break
             record = {
                 "status": "error",
                 "error": message[:2000],
@@ -88,6 +99,19 @@ def _warm_up(torch) -> None:
     x = torch.zeros(2, requires_grad=True)
     (x * x).sum().backward()
     torch.optim.SGD([x], lr=0.1).step()
+
+
+def _file_too_large(error: BaseException) -> bool:
+    """Whether ``error`` (or one it was raised from) is the file-size limit's
+    ``EFBIG``: the grader's limit, not a mistake of the submission."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno == errno.EFBIG:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 class _LoadError(Exception):

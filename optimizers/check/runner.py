@@ -38,8 +38,10 @@ STARTUP_LIMIT_S = 120.0  # torch import and warm-up, before the submission's clo
 class ChildOutcome:
     """What came back from the child.
 
-    ``status``: ``ok``, ``load_error``, ``timeout``, ``memory``, ``crashed`` (died
-    without writing its results) or ``malformed`` (wrote something unreadable).
+    ``status``: ``ok``, ``load_error``, ``timeout``, ``memory``, ``output_limit``
+    (stdout or stderr reached the file-size limit), ``file_limit`` (another file
+    did), ``crashed`` (died without writing its results) or ``malformed`` (wrote
+    something unreadable).
     """
 
     status: str
@@ -49,6 +51,7 @@ class ChildOutcome:
     stderr: str = ""
     seconds: float = 0.0
     last_phase: str | None = None
+    where: str | None = None  # the scenario that hit the file-size limit
 
 
 def run_child(
@@ -122,6 +125,20 @@ def run_child(
             )
             return outcome
         _read_results(out_path, proc.returncode, outcome)
+        flooded = [
+            name
+            for name, path in (("stdout", stdout_path), ("stderr", stderr_path))
+            if _size(path) >= _FILE_LIMIT
+        ]
+        if flooded:
+            where = outcome.where or outcome.last_phase or "starting"
+            outcome.status = "output_limit"
+            outcome.error = (
+                f"the submission wrote more than {_mib(_FILE_LIMIT)} to "
+                f"{' and '.join(flooded)} (the grader's limit on output); writing "
+                f"failed from there on, so it was not graded: print less "
+                f"(it hit the limit in: {where})"
+            )
         return outcome
 
 
@@ -192,6 +209,13 @@ def _read_results(out_path: Path, returncode: int, outcome: ChildOutcome) -> Non
         if "MemoryError" in outcome.stderr or "can't allocate memory" in outcome.stderr:
             outcome.status = "memory"
             outcome.error = "ran out of its memory limit"
+        elif returncode == -signal.SIGXFSZ:
+            outcome.status = "file_limit"
+            outcome.error = (
+                f"the submission wrote a file past the grader's "
+                f"{_mib(_FILE_LIMIT)} file-size limit and was killed (SIGXFSZ) "
+                f"(it was busy with: {outcome.last_phase or 'starting'})"
+            )
         else:
             outcome.status = "crashed"
             how = (
@@ -216,6 +240,8 @@ def _read_results(out_path: Path, returncode: int, outcome: ChildOutcome) -> Non
         return
     outcome.status = status
     outcome.error = None if data.get("error") is None else str(data["error"])
+    if data.get("where") is not None:
+        outcome.where = str(data["where"])[:200]
     outcome.records = {str(k): _clean(v) for k, v in records.items()}
 
 
@@ -243,6 +269,17 @@ def _clean(record: Any) -> dict[str, Any]:
     if clean["status"] == "ok" and "positions" not in clean:
         return {"status": "error", "error": "malformed record from the child"}
     return clean
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):g} MiB"
 
 
 def _tail(path: Path) -> str:
