@@ -32,33 +32,66 @@ from experiments.report.stats import (
 
 @dataclass
 class LrRange:
-    """The acceptable learning-rate range of one series (definition in stats)."""
+    """The acceptable learning-rate range of one series (definition in stats).
+
+    ``accepted`` is empty when every lr of the series had a diverged seed; it
+    holds one condition when a single grid point was acceptable, and then the
+    series has no measurable width (``decades`` is ``None``), not a zero-wide
+    range.
+    """
 
     series: str
     best: Condition
     accepted: list[Condition]
     diverged_lrs: list[float]
-
-    @property
-    def low(self) -> float:
-        return float(self.accepted[0].x)
-
-    @property
-    def high(self) -> float:
-        return float(self.accepted[-1].x)
-
-    @property
-    def decades(self) -> float:
-        return math.log10(self.high / self.low)
-
     gaps: list[float]  # grid lrs inside the range that are not acceptable
 
+    @property
+    def low(self) -> float | None:
+        return float(self.accepted[0].x) if self.accepted else None
+
+    @property
+    def high(self) -> float | None:
+        return float(self.accepted[-1].x) if self.accepted else None
+
+    @property
+    def points(self) -> int:
+        """Acceptable grid points (0, 1 or more)."""
+        return len(self.accepted)
+
+    @property
+    def decades(self) -> float | None:
+        """Width in decades, rounded to 0.01 so that equal grid spans compare
+        equal; ``None`` below two acceptable grid points."""
+        if self.points < 2:
+            return None
+        return round(math.log10(self.high / self.low), 2)
+
+    def contains(self, lr: float) -> bool:
+        return (self.low is not None and self.low <= lr <= self.high
+                and lr not in self.gaps)
+
     def text(self) -> str:
+        """``0.001 to 0.1``, ``only lr=0.001`` or ``no lr`` (no grid range)."""
+        if not self.accepted:
+            return "no lr (every lr of the grid had a diverged seed)"
+        if self.points == 1:
+            return f"only lr={fmt_x(self.low)}"
         text = f"{fmt_x(self.low)} to {fmt_x(self.high)}"
         if self.gaps:
             text += " (not contiguous: " + ", ".join(fmt_x(x) for x in self.gaps) + \
                 " inside it are not acceptable)"
         return text
+
+    def sentence(self) -> str:
+        """The acceptable lrs as a clause: a range with its width, the single grid
+        point (a point is no range) or none."""
+        if not self.accepted:
+            return "no lr was acceptable (every lr of the grid had a diverged seed)"
+        if self.points == 1:
+            return (f"only lr={fmt_x(self.low)} was acceptable (one grid point: "
+                    "no range, so no width can be measured)")
+        return f"acceptable range {self.text()} ({fmt_decades(self)} decades)"
 
 
 def lr_ranges(conds: list[Condition]) -> list[LrRange]:
@@ -72,17 +105,19 @@ def lr_ranges(conds: list[Condition]) -> list[LrRange]:
         best = max(group, key=lambda c: c.stats["final"].mean)
         accepted = [c for c in group if c.diverged == 0 and c.stats["final"].mean
                     >= best.stats["final"].mean - ACCEPT_MARGIN]
-        if not accepted:
-            accepted = [best]
         diverged = [float(c.x) for c in group if c.diverged]
-        low, high = float(accepted[0].x), float(accepted[-1].x)
-        gaps = [float(c.x) for c in group
-                if low < float(c.x) < high and c not in accepted]
+        gaps = []
+        if accepted:
+            low, high = float(accepted[0].x), float(accepted[-1].x)
+            gaps = [float(c.x) for c in group
+                    if low < float(c.x) < high and c not in accepted]
         ranges.append(LrRange(series, best, accepted, diverged, gaps))
     return ranges
 
 
 def fmt_decades(r: LrRange) -> str:
+    if r.decades is None:
+        return "n/a (one grid point)" if r.points == 1 else "n/a (none)"
     return f"{r.decades:.1f}"
 
 
@@ -108,9 +143,11 @@ def best_claim(conds: list[Condition], key: str, what: str,
     text += f": {first.label}, {fmt(first.stats[key])}."
     if len(ranked) == 1:
         return text[:-1] + " (the only setting with this measure)."
+    tied = [c for c in ranked[1:] if c.stats[key].mean == first.stats[key].mean]
+    if tied:
+        return text[:-1] + (f", tied with {', '.join(c.label for c in tied)}: equal "
+                            "means, so no setting is ahead.")
     second = ranked[1]
-    if first.stats[key].mean == second.stats[key].mean:
-        return text[:-1] + f", tied with {second.label}."
     verdict = separated(first.stats[key], second.stats[key], higher)
     if verdict > 0:
         return text + (f" It is ahead of the runner-up {second.label} "
@@ -507,37 +544,91 @@ def _lr_sweep(conds: list[Condition], extremes: bool) -> list[str]:
         return ["No learning-rate setting ended, so sensitivity cannot be measured."]
     out = []
     for r in ranges:
-        single = min(c.n for c in r.accepted) < 2
+        single = min((c.n for c in r.accepted), default=r.best.n) < 2
         out.append(
             f"**{r.series}.** Best lr {fmt_x(r.best.x)} "
-            f"({fmt_acc(r.best.stats['final'])}); acceptable range {r.text()} "
-            f"({fmt_decades(r)} decades); diverged at "
+            f"({fmt_acc(r.best.stats['final'])}); {r.sentence()}; diverged at "
             + (", ".join(fmt_x(x) for x in r.diverged_lrs) or "no lr of the grid")
-            + "." + (" Some settings have a single seed, so the range edges are "
-                     "uncertain." if single else ""))
+            + "." + (" Some settings have a single seed, so which lrs are "
+                     "acceptable is uncertain." if single else ""))
     if len(ranges) > 1:
-        widths = sorted(ranges, key=lambda r: r.decades, reverse=True)
-        if widths[0].decades == widths[-1].decades:
-            out.append("**Sensitivity.** All optimizers have acceptable ranges of "
-                       "the same width on this grid; the grid cannot rank them.")
-        else:
-            out.append("**Sensitivity.** From least to most sensitive (widest "
-                       "acceptable range first): " + ", ".join(
-                           f"{r.series} ({fmt_decades(r)} decades)" for r in widths)
-                       + ". The widths are measured on the lr grid, so a difference "
-                       "of less than one grid step is not meaningful"
-                       + ("; with a single seed per setting the order is indicative "
-                          "only." if min(c.n for c in conds) < 2 else "."))
+        out.append("**Sensitivity.** " + _sensitivity_text(ranges, conds))
     if extremes:
         out += _extremes(conds)
-        safest = max(ranges, key=lambda r: (r.decades, r.best.stats["final"].mean))
-        middle = math.sqrt(safest.low * safest.high)
-        out.append(f"**Recommendation.** On this data {safest.series} is the most "
-                   f"forgiving: any lr in {safest.text()} stays within "
-                   f"{100 * ACCEPT_MARGIN:.0f} points of its best; start near "
-                   f"{middle:.2g} (the geometric middle of that range) and tune "
-                   f"within it.")
+        out.append("**Recommendation.** " + _recommendation(ranges))
     return out
+
+
+def _width_groups(ranges: list[LrRange]) -> list[list[LrRange]]:
+    """Series grouped by equal width, widest first; series with a single
+    acceptable grid point (no width) and with none come last, in that order."""
+    def key(r: LrRange) -> tuple:
+        return (r.decades is not None, r.decades or 0.0, r.points)
+
+    groups: dict[tuple, list[LrRange]] = {}
+    for r in sorted(ranges, key=key, reverse=True):
+        groups.setdefault(key(r), []).append(r)
+    return list(groups.values())
+
+
+def _names(ranges: list[LrRange]) -> str:
+    return ", ".join(r.series for r in ranges)
+
+
+def _sensitivity_text(ranges: list[LrRange], conds: list[Condition]) -> str:
+    groups = _width_groups(ranges)
+    if len(groups) == 1:
+        r = groups[0][0]
+        if r.decades is not None:
+            return (f"All optimizers ({_names(ranges)}) have acceptable ranges of "
+                    f"the same width on this grid ({fmt_decades(r)} decades); the "
+                    "grid cannot rank them by sensitivity.")
+        what = ("only one acceptable grid point" if r.points == 1 else
+                "no acceptable grid point")
+        return (f"Every optimizer ({_names(ranges)}) has {what}, so no acceptable "
+                "range has a width and the grid cannot rank them by sensitivity; "
+                "a finer lr grid is needed.")
+    parts = []
+    for group in groups:
+        r = group[0]
+        width = (f"{fmt_decades(r)} decades" if r.decades is not None else
+                 "one grid point, no width" if r.points == 1 else "no acceptable lr")
+        tie = " (tied)" if len(group) > 1 else ""
+        parts.append(f"{_names(group)} ({width}){tie}")
+    return ("From least to most sensitive (widest acceptable range first): "
+            + "; ".join(parts) + ". The widths are measured on the lr grid, so a "
+            "difference of less than one grid step is not meaningful"
+            + ("; with a single seed per setting the order is indicative only."
+               if min(c.n for c in conds) < 2 else "."))
+
+
+def _recommendation(ranges: list[LrRange]) -> str:
+    """The most forgiving optimizer only when one range is strictly the widest;
+    on a tie the recommendation says so and ranks by accuracy, named as such."""
+    if len(ranges) == 1:
+        r = ranges[0]
+        return (f"Only {r.series} was swept, so no optimizer can be called more "
+                f"forgiving than another; for {r.series}, {r.sentence()}.")
+    widest = _width_groups(ranges)[0]
+    if len(widest) == 1 and widest[0].decades is not None:
+        r = widest[0]
+        middle = math.sqrt(r.low * r.high)
+        single = min(c.n for c in r.accepted) < 2
+        return (f"On this data {r.series} is the most forgiving (the widest "
+                f"acceptable range): any lr in {r.text()} stays within "
+                f"{100 * ACCEPT_MARGIN:.0f} points of its best; start near "
+                f"{middle:.2g} (the geometric middle of that range) and tune "
+                "within it." + (" With a single seed per setting this is "
+                                "indicative only." if single else ""))
+    r = widest[0]
+    why = (f"tie at {fmt_decades(r)} decades" if r.decades is not None else
+           "have only one acceptable grid point each" if r.points == 1 else
+           "have no acceptable lr")
+    best = [x.best for x in widest]
+    return (f"No optimizer is the most forgiving on this grid: {_names(widest)} "
+            f"{why}. Ranked instead by final validation accuracy at each one's best "
+            "lr (accuracy, not forgiveness): "
+            + best_claim(best, "final", "final validation accuracy at the best lr"))
 
 
 def _extremes(conds: list[Condition]) -> list[str]:
@@ -640,7 +731,12 @@ def adam_hparams(study: Study, conds: list[Condition]) -> list[str]:
                        key=lambda c: c.stats["final"].mean, default=None)
             worst = min((c for c in group if c.stats["final"].mean is not None),
                         key=lambda c: c.stats["final"].mean, default=None)
-            if best is not None:
+            if best is not None and best is worst:
+                out.append(f"**Trade-offs ({name} x {group[0].y_name} grid).** "
+                           f"Only one cell ended ({best.label}, "
+                           f"{fmt_acc(best.stats['final'])}): no trade-off to "
+                           "measure.")
+            elif best is not None:
                 spread = 100 * (best.stats["final"].mean - worst.stats["final"].mean)
                 out.append(f"**Trade-offs ({name} x {group[0].y_name} grid).** "
                            + best_claim(group, "final", "final validation accuracy")
@@ -703,10 +799,17 @@ def _lr_check(conds: list[Condition], sweep: list[Condition]) -> str:
         r = ranges.get(c.series)
         if lr is None or r is None:
             continue
-        where = ("inside" if r.low <= lr <= r.high and lr not in r.gaps
-                 else "outside")
-        parts.append(f"{c.series} used {fmt_x(lr)}, {where} its acceptable range "
-                     f"{r.text()} (best grid lr {fmt_x(r.best.x)})")
+        if r.points > 1:
+            where = "inside" if r.contains(lr) else "outside"
+            parts.append(f"{c.series} used {fmt_x(lr)}, {where} its acceptable "
+                         f"range {r.text()} (best grid lr {fmt_x(r.best.x)})")
+        else:
+            where = "the" if r.contains(lr) else "not the"
+            parts.append(f"{c.series} used {fmt_x(lr)}, {where} only acceptable "
+                         f"lr of the sweep ({fmt_x(r.low)}; one grid point, no "
+                         "range)" if r.points else
+                         f"{c.series} used {fmt_x(lr)}; in the sweep "
+                         f"{r.sentence()}")
     return ("; ".join(parts) + ".") if parts else (
         "No optimizer of this study appears in the adaptive-lr sweep.")
 

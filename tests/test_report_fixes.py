@@ -1,0 +1,87 @@
+"""Regression tests for the report fixes found by the breaker: consistent lr
+sensitivity claims, figures of earlier reports only, summary field damage named by
+file and field, marked stability source, absent requested studies, escaped
+markdown and the image counts behind the accuracies."""
+
+from __future__ import annotations
+
+import pytest
+
+from experiments.report.findings import adaptive_lr, lr_ranges, range_rows
+from experiments.report.runs import Run, Study
+from experiments.report.stats import conditions
+
+
+def _run(series: str, lr: float, acc: float, status: str = "done") -> Run:
+    result = {"final_val_acc": acc, "best_val_acc": acc, "test_acc": acc,
+              "history": []}
+    return Run(run_id=f"{series}-{lr}", study="adaptive-lr", part="main",
+               series=series, x_name="lr", x=lr, y_name=None, y=None, seed=0,
+               status=status, error=None, result=result, config={},
+               steps_to_target=None, epochs_to_target=None, seconds_to_target=None,
+               event_dir=None)
+
+
+def _lr_study(table: dict[str, dict[float, float]]) -> Study:
+    """An adaptive-lr study from {series: {lr: final accuracy}}; accuracy None
+    marks a diverged run."""
+    runs = [_run(series, lr, acc if acc is not None else 0.1,
+                 "done" if acc is not None else "diverged")
+            for series, row in table.items() for lr, acc in row.items()]
+    return Study(name="adaptive-lr", folder=None, title="adaptive-lr",
+                 questions=[], model="mlp", preset="smoke", target_accuracy=0.5,
+                 classes=[], fields={}, notes="", runs=runs, planned=[],
+                 missing=[], unfinished=[], problems=[])
+
+
+def _lr_findings(table) -> str:
+    study = _lr_study(table)
+    return "\n".join(adaptive_lr(study, conditions(study)))
+
+
+# (case, grid, phrases that must appear, phrases that must not)
+LR_CASES = [
+    ("every series one point (the smoke sweep)",
+     {"adagrad": {1e-3: 0.652, 1.0: None}, "rmsprop": {1e-3: 0.562, 1.0: None},
+      "adam": {1e-3: 0.645, 1.0: None}},
+     ["only lr=0.001 was acceptable", "has only one acceptable grid point",
+      "No optimizer is the most forgiving", "accuracy, not forgiveness",
+      "Highest final validation accuracy at the best lr: adagrad"],
+     ["0.001 to 0.001", "most forgiving (the widest", "same width"]),
+    ("equal widths tie",
+     {"sgdlike": {1e-3: 0.80, 1e-2: 0.81, 1e-1: 0.3},
+      "adam": {1e-4: 0.85, 1e-3: 0.86, 1e-2: 0.2}},
+     ["same width on this grid (1.0 decades)", "tie at 1.0 decades",
+      "accuracy, not forgiveness", "Highest final validation accuracy at the best "
+      "lr: adam"],
+     ["most forgiving (the widest"]),
+    ("one strictly widest",
+     {"a": {1e-4: 0.80, 1e-3: 0.81, 1e-2: 0.80, 1e-1: 0.2},
+      "b": {1e-4: 0.5, 1e-3: 0.9, 1e-2: 0.5}},
+     ["a (2.0 decades); b (one grid point, no width)",
+      "a is the most forgiving (the widest acceptable range): any lr in 0.0001 "
+      "to 0.01"],
+     ["accuracy, not forgiveness"]),
+    ("every lr diverged",
+     {"a": {1e-3: None, 1e-2: None}, "b": {1e-3: 0.7, 1e-2: 0.71}},
+     ["no lr was acceptable (every lr of the grid had a diverged seed)",
+      "b is the most forgiving"], []),
+]
+
+
+@pytest.mark.parametrize("case, grid, present, absent", LR_CASES,
+                         ids=[c[0] for c in LR_CASES])
+def test_lr_sensitivity_and_recommendation_agree(case, grid, present, absent):
+    text = _lr_findings(grid)
+    for phrase in present:
+        assert phrase in text, (phrase, text)
+    for phrase in absent:
+        assert phrase not in text, (phrase, text)
+
+
+def test_a_single_acceptable_lr_is_no_range_in_the_table():
+    study = _lr_study({"adam": {1e-3: 0.64, 1.0: None}, "sgd": {1e-3: 0.6,
+                                                               1e-2: 0.61}})
+    rows = {row[0]: row for row in range_rows(lr_ranges(conditions(study)))}
+    assert rows["adam"][3:5] == ["only lr=0.001", "n/a (one grid point)"]
+    assert rows["sgd"][3:5] == ["0.001 to 0.01", "1.0"]
