@@ -5,11 +5,17 @@ markdown and the image counts behind the accuracies."""
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
+
 import pytest
 
+from experiments.report import build_report
 from experiments.report.findings import adaptive_lr, lr_ranges, range_rows
 from experiments.report.runs import Run, Study
 from experiments.report.stats import conditions
+from experiments.report.synthetic import make_logdir
 
 
 def _run(series: str, lr: float, acc: float, status: str = "done") -> Run:
@@ -85,3 +91,39 @@ def test_a_single_acceptable_lr_is_no_range_in_the_table():
     rows = {row[0]: row for row in range_rows(lr_ranges(conditions(study)))}
     assert rows["adam"][3:5] == ["only lr=0.001", "n/a (one grid point)"]
     assert rows["sgd"][3:5] == ["0.001 to 0.01", "1.0"]
+
+
+def _adaptive(tmp_path: Path, seeds: int = 1) -> Path:
+    return make_logdir(tmp_path / "logs", seeds=seeds, plant_problems=False,
+                       studies=("adaptive",))
+
+
+def test_a_report_removes_only_the_figures_an_earlier_report_wrote(tmp_path,
+                                                                   caplog):
+    logdir = _adaptive(tmp_path)
+    out = tmp_path / "out"
+    (out / "figures").mkdir(parents=True)
+    mine = [out / "figures" / name for name in ("mine.png", "plot.svg", "a.pdf")]
+    for path in mine:
+        path.write_bytes(b"the user's own file")
+    build_report(logdir, out, formats=("png", "svg"))
+    svgs = sorted((out / "figures").glob("adaptive-*.svg"))
+    assert svgs
+    manifest = out / ".optimlab-report-manifest.json"
+    listed = json.loads(manifest.read_text())["figures"]
+    assert "figures/adaptive-main-curves.svg" in listed
+    assert not any(Path(e).name in ("mine.png", "plot.svg", "a.pdf") for e in listed)
+    # a tampered manifest may not reach outside figures/ or name a user's file
+    manifest.write_text(json.dumps({"figures": [*listed, "figures/../report.md",
+                                                "report.html", "figures/"]}))
+    build_report(logdir, out, formats=("png",))
+    assert not any(p.exists() for p in svgs)  # the earlier report's svgs went
+    assert (out / "figures" / "adaptive-main-curves.png").is_file()
+    assert all(p.read_bytes() == b"the user's own file" for p in mine)
+    assert (out / "report.md").is_file() and (out / "report.html").is_file()
+    # a figure-named file that no report wrote is replaced only with a warning
+    manifest.unlink()
+    with caplog.at_level(logging.WARNING):
+        build_report(logdir, out, formats=("png",))
+    assert "no earlier report recorded writing" in caplog.text
+    assert all(p.read_bytes() == b"the user's own file" for p in mine)

@@ -5,7 +5,10 @@ the TensorBoard event files (``docs/architecture.md``), and writes into ``--out`
 
 - ``report.md`` with the figures beside it under ``figures/``;
 - ``report.html``, the same report in one file with every figure embedded;
-- ``figures/*.png`` (plus ``.svg`` / ``.pdf`` when asked with ``--format``).
+- ``figures/*.png`` (plus ``.svg`` / ``.pdf`` when asked with ``--format``);
+- ``.optimlab-report-manifest.json``, the list of figures written: a later report
+  into the same folder removes only the figures listed there that it does not
+  write again, never any other file in ``figures/``.
 
 A missing study, missing or failed runs are listed in the report and the rest is
 rendered; an empty or wrong log directory is an error that names it.
@@ -14,6 +17,7 @@ rendered; an empty or wrong log directory is an error that names it.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -55,6 +59,8 @@ from experiments.report.stats import (
 log = logging.getLogger(__name__)
 
 FORMATS = ("png", "svg", "pdf")
+# in --out: the figures this report wrote; the next report deletes only those
+MANIFEST = ".optimlab-report-manifest.json"
 TAGS = frozenset({
     "train/loss", "grad_norm/global", "update/global", "momentum/grad_cosine",
     "effective_lr/median", "effective_lr/p5", "effective_lr/p95",
@@ -124,10 +130,8 @@ def build_report(logdir: str | Path, out: str | Path,
     """Write the report of the studies under ``logdir`` into ``out``."""
     loaded = load_logdir(logdir, studies)
     folder = _out_folder(out)
-    for stale in (folder / "figures").glob("*.*"):
-        if stale.suffix.lstrip(".") in FORMATS:  # figures of an earlier report
-            stale.unlink()
-    canvas = fig.Canvas(folder, formats)
+    owned = _earlier_figures(folder)
+    canvas = fig.Canvas(folder, formats, frozenset(owned))
     doc = Document()
     doc.heading(1, "optimlab report")
     present = [s for s in loaded if s.folder is not None]
@@ -156,6 +160,8 @@ def build_report(logdir: str | Path, out: str | Path,
     markdown.write_text(to_markdown(doc), encoding="utf-8")
     page = folder / "report.html"
     page.write_text(to_html(doc, folder, "optimlab report"), encoding="utf-8")
+    _remove_earlier_figures(folder, owned, set(canvas.written))
+    _write_manifest(folder, canvas.written)
     return Written(markdown, page, tuple(folder / d.png for d in drawn))
 
 
@@ -172,6 +178,50 @@ def _out_folder(out: str | Path) -> Path:
                           f"({error.strerror or error}); pass a writable folder"
                           ) from None
     return folder
+
+
+def _earlier_figures(folder: Path) -> list[str]:
+    """The figures an earlier report wrote into ``folder``, from its manifest
+    (``MANIFEST``): only these may ever be deleted. Entries that are not a plain
+    ``figures/<name>.<png|svg|pdf>`` are ignored; a damaged manifest is a warning
+    and removes nothing."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        entries = data["figures"]
+        if not isinstance(entries, list):
+            raise TypeError("'figures' is not a list")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        log.warning("%s is damaged (%s); no figure of an earlier report is removed",
+                    path, error)
+        return []
+    return [e for e in entries if isinstance(e, str) and _is_figure_entry(e)]
+
+
+def _is_figure_entry(entry: str) -> bool:
+    parts = entry.split("/")
+    return (len(parts) == 2 and parts[0] == "figures" and parts[1] not in ("", ".",
+            "..") and "\\" not in parts[1]
+            and Path(parts[1]).suffix.lstrip(".") in FORMATS)
+
+
+def _remove_earlier_figures(folder: Path, owned: list[str], kept: set[str]) -> None:
+    """Delete the figures the earlier report wrote and this one did not."""
+    for entry in owned:
+        path = folder / entry
+        if entry not in kept and path.is_file() and not path.is_symlink():
+            path.unlink()
+
+
+def _write_manifest(folder: Path, written: list[str]) -> None:
+    path = folder / MANIFEST
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(
+        {"written_by": "optimlab report", "figures": sorted(set(written))},
+        indent=1) + "\n", encoding="utf-8")
+    temporary.replace(path)
 
 
 def _anchor(study: Study) -> str:

@@ -9,6 +9,7 @@ over seeds with a band of +- one std; every legend states n.
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from PIL import Image  # noqa: E402
 
 from experiments.report.runs import _finite  # noqa: E402
 from experiments.report.stats import Condition, fmt_x  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 MAX_LINES = 8
 DPI = 90
@@ -37,13 +40,27 @@ class Drawn:
 class Canvas:
     """Where figures go and in which formats."""
 
-    def __init__(self, folder: Path, formats: tuple[str, ...]) -> None:
+    def __init__(self, folder: Path, formats: tuple[str, ...],
+                 owned: frozenset[str] = frozenset()) -> None:
         self.folder = folder
         self.formats = formats
+        self.owned = owned  # figures/<file> an earlier report wrote (its manifest)
+        self.written: list[str] = []  # figures/<file> this report wrote
         (folder / "figures").mkdir(parents=True, exist_ok=True)
+
+    def _claim(self, relative: Path) -> None:
+        """Record a file this report writes; warn before replacing a file that no
+        earlier report recorded writing (a user's own file of the same name)."""
+        key = relative.as_posix()
+        if (self.folder / relative).exists() and key not in self.owned:
+            log.warning("replacing %s: a file of a figure's name that no earlier "
+                        "report recorded writing", self.folder / relative)
+        self.written.append(key)
 
     def save(self, fig, name: str, caption: str, alt: str) -> Drawn:
         relative = Path("figures") / f"{name}.png"
+        for extra in dict.fromkeys(("png", *self.formats)):
+            self._claim(Path("figures") / f"{name}.{extra}")
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=DPI)
         buffer.seek(0)
