@@ -381,3 +381,29 @@ def test_exception_in_step_fails_with_the_submission_frame():
     trajectory = next(p for p in result.properties if p.name == "trajectory")
     assert "raised TypeError" in trajectory.detail
     assert result.matched == [] and "no known mistake comes close" in result.format()
+
+
+# (class in odd_tensors.py, the property that fails, text its detail must hold)
+ODD_TENSOR_CASES = [
+    (
+        "SparseGradSGD",
+        "grad_not_modified",
+        "step() replaced .grad (with a sparse tensor)",
+    ),
+    ("NoGradSGD", "grad_not_modified", "step() replaced .grad (with None)"),
+    ("Float32SGD", "trajectory", "step() turned parameter W1 into a float32 tensor"),
+]
+
+
+@pytest.mark.parametrize(
+    ("class_name", "prop", "text"),
+    ODD_TENSOR_CASES,
+    ids=[c[0] for c in ODD_TENSOR_CASES],
+)
+def test_odd_tensors_left_behind_are_the_submissions_finding(class_name, prop, text):
+    """The grader's own comparisons never raise on what a step() leaves behind."""
+    result = check_class(load("odd_tensors", class_name), "sgd")
+    assert result.status == "fail", result.format()
+    failed = {p.name: p for p in result.properties if not p.passed}
+    assert text in failed[prop].detail, result.format()
+    assert ": raised" not in result.format()  # no exception reported as theirs

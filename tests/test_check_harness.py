@@ -194,6 +194,8 @@ def test_child_records_are_sanitised():
     good = runner._clean({"status": "ok", "positions": [[1, 2], [3, "nan"]]})
     assert good["positions"] == [[1.0, 2.0], [3.0, good["positions"][1][1]]]
     assert good["grad_modified"] == 0.0
+    replaced = runner._clean({"status": "ok", "positions": [], "grad_replaced": 7})
+    assert replaced["grad_replaced"] == "7"  # the description travels, as text
     for bad in ({"status": "ok", "positions": "x"}, {"status": "ok"}, [1], {}):
         assert runner._clean(bad) == {
             "status": "error",

@@ -19,6 +19,7 @@ from optimizers.check.result import CheckResult, Diagnosis, PropertyResult
 from optimizers.check.runner import run_child
 from optimizers.check.scenarios import (
     ConstructionError,
+    InvalidRun,
     NotApplicable,
     OptimizerFactory,
     Scenario,
@@ -153,6 +154,8 @@ def run_all(factory: OptimizerFactory, scenarios: list[Scenario]) -> Records:
             records[scenario.name] = {"status": "construct_error", "error": str(error)}
         except NotApplicable as error:
             records[scenario.name] = {"status": "not_applicable", "error": str(error)}
+        except InvalidRun as error:
+            records[scenario.name] = {"status": "invalid", "error": str(error)}
         except Exception as error:  # noqa: BLE001 - recorded like the child does
             records[scenario.name] = {
                 "status": "error",
@@ -231,13 +234,17 @@ def _distance(
     for scenario in scenarios:
         mine = records.get(scenario.name) or {}
         theirs = other.get(scenario.name) or {}
-        if mine.get("status") == "error" and theirs.get("status") == "ok":
+        if mine.get("status") in _BROKE and theirs.get("status") == "ok":
             return math.inf
         if mine.get("status") != "ok" or theirs.get("status") != "ok":
             continue
         worst = max(worst, distance(mine["positions"], theirs["positions"], lenient))
         compared += 1
     return worst if compared else math.inf
+
+
+#: Record statuses of a run that went wrong by the submission's doing.
+_BROKE = ("error", "invalid")
 
 
 def _properties(
@@ -264,6 +271,9 @@ def _properties(
                 problems[scenario.prop].append(
                     f"{scenario.name}: could not be constructed: {error}"
                 )
+            continue
+        if status == "invalid":
+            problems[scenario.prop].append(f"{scenario.name}: {record.get('error')}")
             continue
         if status != "ok":
             text = f"{scenario.name}: raised {record.get('error')}"
@@ -338,6 +348,12 @@ def _extra_checks(
         problems["grad_not_modified"].append(
             f"{scenario.name}: step() changed .grad in place "
             f"(by up to {grad_change:.3g})"
+        )
+    replaced = record.get("grad_replaced")
+    if replaced:
+        name, _, how = str(replaced).partition(": ")
+        problems["grad_not_modified"].append(
+            f"{scenario.name}: step() replaced .grad ({how}) of parameter {name}"
         )
     moved = record.get("nograd_moved", 0.0)
     if not moved == 0.0:

@@ -36,6 +36,7 @@ def main(argv: list[str]) -> int:
     from optimizers.check.reference import class_factory
     from optimizers.check.scenarios import (
         ConstructionError,
+        InvalidRun,
         NotApplicable,
         Scenario,
         run_scenario,
@@ -62,6 +63,8 @@ def main(argv: list[str]) -> int:
             record = {"status": "construct_error", "error": str(error)}
         except NotApplicable as error:
             record = {"status": "not_applicable", "error": str(error)}
+        except InvalidRun as error:
+            record = {"status": "invalid", "error": str(error)[:2000]}
         except MemoryError:
             result.update(status="memory", error=f"MemoryError in {scenario.name!r}")
             break

@@ -250,7 +250,7 @@ def _clean(record: Any) -> dict[str, Any]:
     if not isinstance(record, dict) or not isinstance(record.get("status"), str):
         return {"status": "error", "error": "malformed record from the child"}
     clean: dict[str, Any] = {"status": record["status"]}
-    for key in ("error", "traceback"):
+    for key in ("error", "traceback", "grad_replaced"):
         if key in record:
             clean[key] = str(record[key])[:4000]
     try:

@@ -25,6 +25,7 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from typing import Any
 
 import torch
@@ -153,9 +154,40 @@ def _loss_fn(problem: str) -> Callable[[dict[str, torch.Tensor], bool], torch.Te
 
 
 def _flat(params: dict[str, torch.Tensor], problem: str) -> list[float]:
+    """The parameters as one float64 list; raises ``InvalidRun`` when the optimizer
+    left one of them sparse, on another device, of another dtype or shape."""
     with torch.no_grad():
-        parts = [params[n].detach().reshape(-1) for n in PARAM_NAMES[problem]]
-        return torch.cat(parts).to(torch.float64).tolist()
+        parts = []
+        for name, shape in _layout(problem):
+            tensor = params[name].detach()
+            kind = tensor_kind(tensor, shape)
+            if kind is not None:
+                raise InvalidRun(f"step() turned parameter {name} into {kind}")
+            parts.append(tensor.reshape(-1))
+        return torch.cat(parts).tolist()
+
+
+@cache
+def _layout(problem: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    return tuple(param_layout(problem))
+
+
+def tensor_kind(
+    tensor: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype = torch.float64
+) -> str | None:
+    """How ``tensor`` differs from a dense CPU tensor of ``shape`` and ``dtype``
+    (``"a sparse tensor"``, ``"a float32 tensor"``...); ``None`` when it does not.
+    The grader compares only tensors for which this is ``None``."""
+    if tensor.layout != torch.strided:
+        layout = str(tensor.layout).removeprefix("torch.")
+        return "a sparse tensor" if "sparse" in layout else f"a {layout} tensor"
+    if tensor.device.type != "cpu":
+        return f"a tensor on {tensor.device}"
+    if tensor.dtype != dtype:
+        return f"a {str(tensor.dtype).removeprefix('torch.')} tensor"
+    if tuple(tensor.shape) != tuple(shape):
+        return f"a tensor of shape {tuple(tensor.shape)} instead of {tuple(shape)}"
+    return None
 
 
 def _make(
@@ -178,6 +210,11 @@ def _make(
 
 class ConstructionError(Exception):
     """The optimizer could not be built with a scenario's hyperparameters."""
+
+
+class InvalidRun(Exception):
+    """The optimizer left a parameter the grader cannot read as a float64 tensor of
+    its shape (said how): the submission's finding, not the grader's error."""
 
 
 def run_scenario(factory: OptimizerFactory, scenario: Scenario) -> dict[str, Any]:
@@ -254,7 +291,9 @@ def _step(
         p.grad = None
     loss = loss_fn(params, with_b2)
     loss.backward()
-    grads_before = {n: p.grad.clone() for n, p in params.items() if p.grad is not None}
+    grads_before = {
+        n: (p.grad, p.grad.clone()) for n, p in params.items() if p.grad is not None
+    }
     nograd_before = {n: p.detach().clone() for n, p in params.items() if p.grad is None}
     opt.step()
     _note_changes(params, grads_before, nograd_before, record)
@@ -263,21 +302,46 @@ def _step(
 
 def _note_changes(
     params: dict[str, torch.Tensor],
-    grads_before: dict[str, torch.Tensor],
+    grads_before: dict[str, tuple[torch.Tensor, torch.Tensor]],
     nograd_before: dict[str, torch.Tensor],
     record: dict[str, Any],
 ) -> None:
-    for name, before in grads_before.items():
+    """Record what ``step()`` did to the gradients (``grads_before``: the tensor
+    that was ``.grad`` and a copy of it) and to the parameters without one.
+
+    A ``.grad`` changed in place adds to ``grad_modified``; one replaced by another
+    object (``None``, a sparse tensor, other values) is described, once, in
+    ``grad_replaced``; a replacement equal in kind and value is harmless.
+    """
+    for name, (original, before) in grads_before.items():
         after = params[name].grad
-        change = math.inf if after is None else _max_change(before, after)
-        record["grad_modified"] = max(record["grad_modified"], change)
+        if after is original:
+            change = _max_change(before, after)
+            record["grad_modified"] = max(record["grad_modified"], change)
+            continue
+        how = _replacement(before, after)
+        if how is not None and not record.get("grad_replaced"):
+            record["grad_replaced"] = f"{name}: {how}"
     for name, before in nograd_before.items():
         change = _max_change(before, params[name].detach())
         record["nograd_moved"] = max(record["nograd_moved"], change)
 
 
+def _replacement(before: torch.Tensor, after: torch.Tensor | None) -> str | None:
+    """How a new ``.grad`` differs from the old one; ``None`` when it does not."""
+    if after is None:
+        return "with None"
+    kind = tensor_kind(after, tuple(before.shape), before.dtype)
+    if kind is not None:
+        return f"with {kind}"
+    change = _max_change(before, after)
+    return None if change == 0.0 else f"with other values (by up to {change:.3g})"
+
+
 def _max_change(before: torch.Tensor, after: torch.Tensor) -> float:
-    if before.shape != after.shape:
+    """Largest change from ``before`` to ``after`` (``inf`` when they cannot be
+    compared: another shape, layout or device)."""
+    if tensor_kind(after, tuple(before.shape), after.dtype) is not None:
         return math.inf
     diff = (after.detach().to(torch.float64) - before.to(torch.float64)).abs()
     same = (after.detach() == before) | (after.detach().isnan() & before.isnan())
@@ -326,7 +390,7 @@ def _run_handset(factory: OptimizerFactory, scenario: Scenario) -> dict[str, Any
             twin[1].grad = torch.tensor(grad, dtype=torch.float64)
             twin[0].step()
         p.grad = torch.tensor(grad, dtype=torch.float64)
-        before = {"p": p.grad.clone()}
+        before = {"p": (p.grad, p.grad.clone())}
         opt.step()
         _note_changes(params, before, {}, record)
         record["positions"].append(_flat(params, "handset"))
@@ -350,6 +414,11 @@ def _hand_set_state(
     the scenario not applicable.
     """
     mine = opt.state.get(p, {}) if isinstance(opt.state, dict) else {}
+    if not isinstance(mine, dict):
+        raise NotApplicable(
+            f"the submission's state for this parameter is a "
+            f"{type(mine).__name__}, not a dict; the state cannot be set by hand"
+        )
     theirs = reference.state[reference_p]
     pairs: dict[str, str] = {}
     for key, value in theirs.items():
@@ -383,7 +452,7 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(b, torch.Tensor) and b.dim() > 0:
         return (
             isinstance(a, torch.Tensor)
-            and a.shape == b.shape
+            and tensor_kind(a, tuple(b.shape), a.dtype) is None
             and torch.allclose(a.double(), b.double(), rtol=1e-9, atol=1e-300)
         )
     try:
