@@ -127,3 +127,81 @@ def test_a_report_removes_only_the_figures_an_earlier_report_wrote(tmp_path,
         build_report(logdir, out, formats=("png",))
     assert "no earlier report recorded writing" in caplog.text
     assert all(p.read_bytes() == b"the user's own file" for p in mine)
+
+
+def _damage(summary: dict, field: str, value) -> None:
+    if field.startswith("result."):
+        summary["result"][field.split(".", 1)[1]] = value
+    else:
+        summary[field] = value
+
+
+# (field, wrong value, what the line says, the run is still in the table)
+FIELD_DAMAGE = [
+    ("result.final_val_acc", "high", "is a string ('high'), expected a number", True),
+    ("result.history", 5, "is an int (5), expected a list; the per-epoch history is "
+                          "left out", True),
+    ("result.best_val_acc", float("nan"), "is not finite (nan), expected a number",
+     True),
+    ("memberships", "main", "is a string ('main'), expected a list", True),
+    ("result", [1, 2], "is a list, expected an object; the run is left out", False),
+]
+
+
+@pytest.mark.parametrize("with_index", [True, False], ids=["index", "no-index"])
+def test_wrong_typed_summary_fields_are_named_with_their_file(tmp_path, caplog,
+                                                              with_index):
+    logdir = make_logdir(tmp_path / "logs", seeds=2, plant_problems=False,
+                         studies=("adaptive",))
+    folder = logdir / "adaptive"
+    index = json.loads((folder / "index.json").read_text())
+    runs = index["runs"][: len(FIELD_DAMAGE)]
+    for summary, (field, value, _, _) in zip(runs, FIELD_DAMAGE, strict=True):
+        _damage(summary, field, value)
+        (folder / summary["run_id"] / "summary.json").write_text(json.dumps(summary))
+    if with_index:
+        (folder / "index.json").write_text(json.dumps(index))
+    else:
+        (folder / "index.json").unlink()
+    with caplog.at_level(logging.WARNING):
+        text = build_report(logdir, tmp_path / "out").markdown.read_text()
+    damage = text.split("## Missing, failed and damaged runs", 1)[1]
+    for summary, (field, _, says, _) in zip(runs, FIELD_DAMAGE, strict=True):
+        source = (f"{folder / 'index.json'} (run {summary['run_id']})" if with_index
+                  else str(folder / summary["run_id"] / "summary.json"))
+        line = f"{source}: field {field} {says}"
+        assert line in damage, (line, damage)
+        assert line in caplog.text  # on the console too
+        assert summary["run_id"] not in damage.split(line, 1)[1].split("\n", 1)[1]
+    assert "have no summary" not in damage  # no run is listed twice
+    assert "bad summary" not in damage
+    results = text.split("results per setting", 1)[1].split("\n\n", 2)[1]
+    table = [row for row in results.splitlines() if row.startswith("| main | ")]
+    ended = sum(int(row.split(" | ")[2]) for row in table)
+    assert ended == len(index["runs"]) - 1  # only the run with no result object
+
+
+def test_a_damaged_index_entry_falls_back_to_the_intact_summary_file(tmp_path):
+    logdir = make_logdir(tmp_path / "logs", seeds=2, plant_problems=False,
+                         studies=("adaptive",))
+    folder = logdir / "adaptive"
+    index = json.loads((folder / "index.json").read_text())
+    index["runs"][0]["result"]["history"] = 5
+    (folder / "index.json").write_text(json.dumps(index))
+    text = build_report(logdir, tmp_path / "out").markdown.read_text()
+    own = folder / index["runs"][0]["run_id"] / "summary.json"
+    assert f"field result.history is an int (5), expected a list; the per-epoch " \
+           f"history is left out (used {own} instead, which is intact)" in text
+
+
+def test_an_unreadable_summary_is_listed_once(tmp_path):
+    logdir = make_logdir(tmp_path / "logs", seeds=1, plant_problems=False,
+                         studies=("adaptive",))
+    folder = logdir / "adaptive"
+    (folder / "index.json").unlink()
+    run_id = json.loads((folder / "study.json").read_text())["planned_runs"][0]
+    (folder / run_id / "summary.json").write_text('{"run_')
+    text = build_report(logdir, tmp_path / "out").markdown.read_text()
+    damage = text.split("## Missing, failed and damaged runs", 1)[1]
+    assert f"unreadable {folder / run_id / 'summary.json'}" in damage
+    assert damage.count(run_id) == 1, damage

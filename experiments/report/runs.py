@@ -184,6 +184,129 @@ def read_scalars(run: Run, tags: frozenset[str]) -> list[str]:
     return problems
 
 
+# summary.json fields the report reads, with the JSON types it accepts (None is
+# always accepted for the optional ones). A field of another type is named with its
+# file and left out; the rest of the run is used where that is safe.
+NUMBER, TEXT, LIST, OBJECT = "a number", "a string", "a list", "an object"
+TOP_FIELDS: dict[str, str] = {
+    "part": TEXT, "series": TEXT, "x_name": TEXT, "y_name": TEXT, "seed": NUMBER,
+    "error": TEXT, "config": OBJECT, "steps_to_target": NUMBER,
+    "epochs_to_target": NUMBER, "seconds_to_target": NUMBER, "log_dir": TEXT,
+    "target_accuracy": NUMBER, "memberships": LIST,
+}
+RESULT_FIELDS: dict[str, str] = {
+    "final_val_acc": NUMBER, "best_val_acc": NUMBER, "test_acc": NUMBER,
+    "final_train_acc": NUMBER, "test_loss": NUMBER, "final_train_loss": NUMBER,
+    "final_val_loss": NUMBER, "global_step": NUMBER, "epochs_completed": NUMBER,
+    "wall_time_s": NUMBER, "samples_per_s": NUMBER, "b_simple": NUMBER,
+    "diverged_step": NUMBER, "num_train": NUMBER, "num_val": NUMBER,
+    "num_test": NUMBER, "per_class_test_acc": LIST, "history": LIST,
+}
+# a diverged run's losses are legitimately inf or NaN; any other number must be finite
+MAY_BE_NONFINITE = frozenset({"test_loss", "final_train_loss", "final_val_loss"})
+_CONSEQUENCE = {
+    "history": "the per-epoch history is left out",
+    "memberships": "the run is placed by its top-level part, series, x and y",
+    "config": "the run's configuration is left out",
+}
+
+
+def _kind(value: Any) -> str:
+    """How a JSON value reads in a message: ``an int``, ``a string ('high')``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({value})"
+    if isinstance(value, int):
+        return f"an int ({value})"
+    if isinstance(value, float):
+        return (f"a float ({value})" if math.isfinite(value) else
+                f"not finite ({value})")
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"a string ({shown!r})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _fits(value: Any, expected: str, name: str) -> bool:
+    if value is None:
+        return True
+    if expected == NUMBER:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        return math.isfinite(value) or name in MAY_BE_NONFINITE
+    if expected == TEXT:
+        return isinstance(value, str)
+    if expected == LIST:
+        return isinstance(value, list)
+    return isinstance(value, dict)
+
+
+def check_summary(summary: dict[str, Any], source: str
+                  ) -> tuple[dict[str, Any] | None, list[str]]:
+    """``summary`` with every field of a wrong type left out, and one line per
+    field naming ``source`` (its file), the field, what it holds and what was
+    expected. ``None`` when the run cannot be used at all (a bad ``status`` or a
+    ``result`` that is not an object)."""
+    problems: list[str] = []
+
+    def bad(name: str, value: Any, expected: str, consequence: str) -> None:
+        problems.append(f"{source}: field {name} is {_kind(value)}, expected "
+                        f"{expected}; {consequence}")
+
+    status = summary.get("status", "failed")
+    if status not in ("done", "diverged", "failed"):
+        problems.append(f"{source}: field status {_kind(status)}: status "
+                        f"'{status}' is not done, diverged or failed; the run is "
+                        "left out")
+        return None, problems
+    result = summary.get("result")
+    if result is not None and not isinstance(result, dict):
+        bad("result", result, OBJECT, "the run is left out")
+        return None, problems
+    clean = {**summary, "status": status}
+    for name, expected in TOP_FIELDS.items():
+        value = clean.get(name)
+        if not _fits(value, expected, name):
+            bad(name, value, expected, _CONSEQUENCE.get(name, "left out"))
+            clean[name] = None
+    members = clean.get("memberships") or []
+    kept = [m for m in members if isinstance(m, dict)]
+    if len(kept) != len(members):
+        problems.append(f"{source}: field memberships holds {len(members) - len(kept)}"
+                        " entries that are not objects; those are left out")
+        clean["memberships"] = kept
+    config = clean.get("config") or {}
+    if not isinstance(config.get("hparams", {}), dict):
+        bad("config.hparams", config["hparams"], OBJECT, "left out")
+        clean["config"] = {**config, "hparams": {}}
+    result = dict(result or {})
+    for name, expected in RESULT_FIELDS.items():
+        value = result.get(name)
+        if not _fits(value, expected, name):
+            bad(f"result.{name}", value, expected,
+                _CONSEQUENCE.get(name, "left out (the rest of the run is used)"))
+            result[name] = None
+    per_class = result.get("per_class_test_acc") or []
+    if not all(_fits(v, NUMBER, "") and v is not None for v in per_class):
+        problems.append(f"{source}: field result.per_class_test_acc holds an entry "
+                        "that is not a finite number; left out")
+        result["per_class_test_acc"] = None
+    history = result.get("history") or []
+    rows = [dict(row) for row in history if isinstance(row, dict)]
+    if len(rows) != len(history):
+        problems.append(f"{source}: field result.history holds "
+                        f"{len(history) - len(rows)} rows that are not objects; "
+                        "those rows are left out")
+    result["history"] = rows
+    clean["result"] = result
+    return clean, problems
+
+
 def _looks_like_study(folder: Path) -> bool:
     if (folder / "index.json").is_file() or (folder / "study.json").is_file():
         return True
@@ -236,10 +359,14 @@ def _load_study(name: str, folder: Path, root: Path) -> Study:
         meta = {}
     index = _read_json(folder / "index.json", problems) or {}
     summaries: dict[str, dict[str, Any]] = {}
+    sources: dict[str, str] = {}  # run id -> the file its summary came from
     for summary in index.get("runs", []) if isinstance(index, dict) else []:
         if isinstance(summary, dict) and summary.get("run_id"):
             summaries[str(summary["run_id"])] = summary
+            sources[str(summary["run_id"])] = (f"{folder / 'index.json'} (run "
+                                               f"{summary['run_id']})")
     unfinished = []
+    damaged: set[str] = set()  # run folders whose summary.json is unusable
     for run_folder in sorted(p for p in folder.iterdir() if p.is_dir()):
         path = run_folder / "summary.json"
         if not path.is_file():
@@ -247,8 +374,12 @@ def _load_study(name: str, folder: Path, root: Path) -> Study:
                 unfinished.append(run_folder.name)
             continue
         summary = _read_json(path, problems)  # unreadable: a problem line
+        if not (isinstance(summary, dict) and summary.get("run_id")):
+            damaged.add(run_folder.name)  # a problem line, not also 'missing'
         if isinstance(summary, dict) and summary.get("run_id"):
-            summaries.setdefault(str(summary["run_id"]), summary)
+            if str(summary["run_id"]) not in summaries:
+                summaries[str(summary["run_id"])] = summary
+                sources[str(summary["run_id"])] = str(path)
         elif isinstance(summary, dict):
             problems.append(f"damaged run summary {path}: it has no 'run_id'; "
                             "left out")
@@ -265,19 +396,27 @@ def _load_study(name: str, folder: Path, root: Path) -> Study:
         unfinished = [u for u in unfinished if u in wanted]
     runs = []
     for run_id, summary in summaries.items():
+        clean, bad = _checked(summary, sources[run_id], folder / run_id)
+        problems += bad
+        if clean is None:
+            continue  # listed once, as damaged; it is not also 'missing'
         if members.get(run_id):  # the current plan says which parts it serves
-            summary = {**summary, "memberships": members[run_id]}
+            clean = {**clean, "memberships": members[run_id]}
         try:
-            runs += _parse_run(summary, folder, root)
+            runs += _parse_run(clean, folder, root)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
-            problems.append(f"run {run_id}: bad summary ({error}); left out")
-    missing = [run_id for run_id in planned if run_id not in summaries]
+            problems.append(f"{sources[run_id]}: bad summary ({error}); the run is "
+                            "left out")
+    missing = [run_id for run_id in planned
+               if run_id not in summaries and run_id not in damaged]
     unfinished = [u for u in unfinished if u not in summaries]
     model = meta.get("model") or _first(runs, lambda r: r.config.get("model"))
     target = _finite(meta.get("target_accuracy"))
     if target is None:
         target = _first(runs, lambda r: _finite(r.result.get("target_accuracy")))
     classes = meta.get("classes") or list(CLASS_NAMES.get(str(model), ()))
+    for line in problems:  # on the console too, like the event-file damage
+        log.warning("study %s: %s", name, line)
     return Study(
         name=name,
         folder=folder,
@@ -298,6 +437,24 @@ def _load_study(name: str, folder: Path, root: Path) -> Study:
         stale=stale,
         has_plan=bool(planned),
     )
+
+
+def _checked(summary: dict[str, Any], source: str, run_folder: Path
+             ) -> tuple[dict[str, Any] | None, list[str]]:
+    """:func:`check_summary`, falling back to the run's own ``summary.json``
+    when its ``index.json`` entry is damaged and that file is intact."""
+    clean, problems = check_summary(summary, source)
+    own = run_folder / "summary.json"
+    if not problems or source == str(own) or not own.is_file():
+        return clean, problems
+    spare = _read_json(own, [])
+    if isinstance(spare, dict) and str(spare.get("run_id")) == str(
+            summary.get("run_id")):
+        fixed, spare_problems = check_summary(spare, str(own))
+        if not spare_problems:
+            return fixed, [f"{line} (used {own} instead, which is intact)"
+                           for line in problems]
+    return clean, problems
 
 
 def _parse_run(summary: dict[str, Any], folder: Path, root: Path) -> list[Run]:
