@@ -218,11 +218,47 @@ def test_unsupported_flag_is_skipped_not_failed():
                         p.add_(p.grad, alpha=-group["lr"])
 
     result = check_class(NoWeightDecay, "sgd")
-    trajectory = next(p for p in result.properties if p.name == "trajectory")
-    assert trajectory.passed
+    props = {p.name: p for p in result.properties}
+    trajectory = props["trajectory"]
+    assert trajectory.passed and trajectory.status == "ok"
+    assert (trajectory.ran, trajectory.total) == (2, 3)  # base and convex ran
     assert any("weight_decay" in s for s in trajectory.skipped)
-    # the param-group scenario needs weight decay too: skipped, reported
-    assert "skipped: param groups: TypeError" in result.format()
+    # the param-group scenario needs weight decay too: never tested, so not "ok"
+    groups = props["param_groups"]
+    assert groups.status == "skipped" and not groups.passed and groups.ran == 0
+    # nothing failed, but a property went untested: not a pass (exit 3)
+    assert result.status == "incomplete" and result.exit_code == 3
+    text = result.format()
+    assert "INCOMPLETE (exit 3" in text
+    assert "not tested at all: param_groups" in text
+    assert "ok   trajectories equal the reference step by step (float64) (2 of 3 " in (
+        text
+    )
+    assert "scenarios; 1 skipped)" in text
+    assert (
+        "skip param groups with different settings are honoured (not tested: its "
+        "scenario was skipped)\n       skipped: param groups: TypeError"
+    ) in text
+    data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert data["exit_code"] == 3 and data["untested"] == ["param_groups"]
+    by_name = {p["name"]: p for p in data["properties"]}
+    assert by_name["param_groups"]["status"] == "skipped"
+    assert by_name["param_groups"]["passed"] is False
+    assert by_name["trajectory"]["status"] == "ok"
+    assert (by_name["trajectory"]["ran"], by_name["trajectory"]["total"]) == (2, 3)
+
+
+def test_a_property_whose_runs_broke_is_not_ok():
+    """.grad and the convex loss are judged on finished runs: none, none tested."""
+    result = check_class(load("odd_tensors", "Float32SGD"), "sgd")
+    props = {p.name: p for p in result.properties}
+    assert result.exit_code == 1
+    for name in ("grad_not_modified", "convex_loss_decreases"):
+        assert props[name].status == "skipped" and props[name].unfinished >= 1
+    assert (
+        "skip the loss decreases on a convex problem (not tested: its scenario "
+        "did not finish)"
+    ) in result.format()
 
 
 def test_hparams_override_and_bad_hparams():
@@ -404,6 +440,6 @@ def test_odd_tensors_left_behind_are_the_submissions_finding(class_name, prop, t
     """The grader's own comparisons never raise on what a step() leaves behind."""
     result = check_class(load("odd_tensors", class_name), "sgd")
     assert result.status == "fail", result.format()
-    failed = {p.name: p for p in result.properties if not p.passed}
+    failed = {p.name: p for p in result.properties if p.status == "fail"}
     assert text in failed[prop].detail, result.format()
     assert ": raised" not in result.format()  # no exception reported as theirs

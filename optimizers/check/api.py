@@ -185,10 +185,10 @@ def grade(
             ),
         )
     properties = _properties(scenarios, records, reference)
-    failed = [p for p in properties if not p.passed]
-    result = CheckResult(
-        label, algorithm, "fail" if failed else "pass", properties=properties
-    )
+    failed = [p for p in properties if p.status == "fail"]
+    untested = [p for p in properties if p.status == "skipped"]
+    status = "fail" if failed else "incomplete" if untested else "pass"
+    result = CheckResult(label, algorithm, status, properties=properties)
     result.reference_distance = _distance(scenarios, records, reference)
     if failed:
         result.diagnosis = diagnose(algorithm, hparams, scenarios, records)
@@ -290,17 +290,63 @@ def _properties(
             mismatches.setdefault(prop, mismatch)
             problems[prop].append(_describe(mismatch))
         _extra_checks(scenario, record, problems)
-    return [
-        PropertyResult(
-            name,
-            description,
-            passed=not problems[name],
-            detail="\n".join(problems[name][:4]),
-            mismatch=mismatches.get(name),
-            skipped=tuple(skipped[name]),
+    results = []
+    for name, description in PROPERTIES.items():
+        feeding = [s for s in scenarios if _tests(s, name)]
+        outcomes = [_outcome(s, records, name) for s in feeding]
+        ran = outcomes.count("ran")
+        status = "fail" if problems[name] else "ok" if ran else "skipped"
+        results.append(
+            PropertyResult(
+                name,
+                description,
+                passed=status == "ok",
+                detail="\n".join(problems[name][:4]),
+                mismatch=mismatches.get(name),
+                skipped=tuple(skipped[name]),
+                status=status,
+                ran=ran,
+                total=len(feeding),
+                unfinished=outcomes.count("unfinished"),
+            )
         )
-        for name, description in PROPERTIES.items()
-    ]
+    return results
+
+
+def _tests(scenario: Scenario, prop: str) -> bool:
+    """Whether ``scenario`` is one of the runs that test property ``prop``."""
+    if prop == "grad_not_modified":
+        return True  # every step of every scenario
+    if prop == "convex_loss_decreases":
+        return scenario.name == "convex"
+    return scenario.prop == prop
+
+
+def _outcome(scenario: Scenario, records: Records, prop: str) -> str:
+    """What ``scenario`` did for property ``prop``: ``ran`` (tested it; a run that
+    raised tested its own property, and failed it), ``skipped`` (the constructor
+    refuses a flag it needs, or the state cannot be set by hand) or
+    ``unfinished`` (it broke before the record ``prop`` is judged on, the
+    ``.grad`` check's or the convex loss's, was complete)."""
+    record = records.get(scenario.name) or {}
+    status = record.get("status")
+    if status == "ok":
+        return "ran"
+    refused = status == "construct_error" and "unexpected keyword" in str(
+        record.get("error", "")
+    )
+    if status == "not_applicable" or refused:
+        return "skipped"
+    if prop in ("grad_not_modified", "convex_loss_decreases"):
+        return "unfinished"
+    return "ran"
+    if prop in ("grad_not_modified", "convex_loss_decreases"):
+        return False
+    if status == "not_applicable":
+        return False
+    if status == "construct_error":
+        return "unexpected keyword" not in str(record.get("error", ""))
+    return True
 
 
 def _matches(scenario: Scenario, records: Records, reference: Records) -> bool:

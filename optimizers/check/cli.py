@@ -1,7 +1,9 @@
 """``optimlab check FILE.py:ClassName --as ALGORITHM``: the autograder's command.
 
 Exit status: 0 when every property holds, 1 when one fails, 2 when the submission
-cannot be loaded or run (or the command itself is misused).
+cannot be loaded or run (or the command itself is misused), 3 when nothing failed
+but a property could not be tested at all (its constructor refuses a flag that
+every scenario of the property needs).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ property fails, the known mistakes whose behaviour it matches (or the nearest, w
 distances) are explained. Put --hparams after the target.
 
 exit status: 0 every property holds, 1 a property fails, 2 the submission cannot
-be loaded or run (or the command is misused)."""
+be loaded or run (or the command is misused), 3 nothing failed but a property
+was never tested (shown as "skip"; the constructor refuses a flag it needs)."""
 
 ALGORITHM_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 
