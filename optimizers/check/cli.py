@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
@@ -98,6 +99,13 @@ def parse_hparams(items: list[str]) -> dict[str, Any]:
             raise ValueError(
                 f"--hparams: {key}={text!r} must be a number, bool or tuple"
             )
+        if not all(
+            _finite(x) for x in (value if isinstance(value, tuple) else [value])
+        ):
+            raise ValueError(
+                f"--hparams: {key}={text[:40]!r} must hold finite numbers "
+                f"(at most {sys.float_info.max:.3g} in size)"
+            )
         hparams[key] = value
     return hparams
 
@@ -130,3 +138,13 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(result.format())
     return result.exit_code
+
+
+def _finite(value: Any) -> bool:
+    """False for a number that is not finite as a float (1e400, 10**400)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return True
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
