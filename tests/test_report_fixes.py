@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from experiments.report import build_report
+from experiments.report import MAIN_HEADER, build_report
 from experiments.report.findings import adaptive_lr, lr_ranges, range_rows
 from experiments.report.runs import Run, Study
 from experiments.report.stats import conditions
 from experiments.report.synthetic import make_logdir
+
+MAIN_STABILITY = MAIN_HEADER.index("Stability")
 
 
 def _run(series: str, lr: float, acc: float, status: str = "done") -> Run:
@@ -205,3 +207,43 @@ def test_an_unreadable_summary_is_listed_once(tmp_path):
     damage = text.split("## Missing, failed and damaged runs", 1)[1]
     assert f"unreadable {folder / run_id / 'summary.json'}" in damage
     assert damage.count(run_id) == 1, damage
+
+
+def _events(folder: Path, series: str) -> list[Path]:
+    return sorted(p for p in folder.rglob("events.out.tfevents.*")
+                  if p.relative_to(folder).parts[0].startswith(series))
+
+
+def _results_row(text: str, label: str) -> list[str]:
+    results = text.split("results per setting", 1)[1].split("\n\n", 2)[1]
+    row = next(r for r in results.splitlines() if r.startswith(f"| main | {label} |"))
+    return [cell.strip() for cell in row.strip("|").split("|")]
+
+
+def test_stability_from_the_per_epoch_history_is_marked_and_never_ranked(tmp_path):
+    logdir = _adaptive(tmp_path, seeds=2)
+    folder = logdir / "adaptive"
+    for path in _events(folder, "adagrad"):  # every seed: history only
+        path.write_bytes(path.read_bytes()[:60])
+    rmsprop = _events(folder, "rmsprop")
+    rmsprop[0].write_bytes(rmsprop[0].read_bytes()[:60])  # one seed of two
+    index = json.loads((folder / "index.json").read_text())
+    for summary in index["runs"]:  # eight epochs, enough for a per-epoch value
+        summary["result"]["history"] = [
+            {"epoch": k, "step": 10 * (k + 1), "train_loss": 2 / (k + 1) + 0.05 * (
+                k % 2), "val_acc": 0.5} for k in range(8)]
+        (folder / summary["run_id"] / "summary.json").write_text(json.dumps(summary))
+    (folder / "index.json").write_text(json.dumps(index))
+    text = build_report(logdir, tmp_path / "out").markdown.read_text()
+    adagrad, rms, adam = "adagrad", "rmsprop", "adam"  # the settings' labels
+    stability = MAIN_STABILITY
+    assert _results_row(text, adagrad)[stability].endswith(" †")
+    assert _results_row(text, rms)[stability].endswith(" (n=1) †")
+    assert "†" not in _results_row(text, adam)[stability]
+    assert "† Stability from the per-epoch training loss in summary.json" in text
+    claim = next(line for line in text.splitlines()
+                 if line.startswith("- **Stability.**"))
+    assert f"Not ranked: {adagrad} (their loss fluctuation comes from the " \
+           "per-epoch history" in claim
+    ranked = claim.split("Not ranked", 1)[0]
+    assert adagrad not in ranked and (rms in ranked or adam in ranked)

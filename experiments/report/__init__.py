@@ -53,7 +53,9 @@ from experiments.report.stats import (
     fmt_acc,
     fmt_num,
     fmt_pts,
+    fmt_stability,
     fmt_target,
+    stability_note,
 )
 
 log = logging.getLogger(__name__)
@@ -274,6 +276,9 @@ def _study_section(doc: Document, canvas: fig.Canvas, study: Study,
     if ended:
         doc.table(f"{study.name}: results per setting (mean ± std over seeds)",
                   MAIN_HEADER, [_main_row(c) for c in conds])
+        note = stability_note(ended)
+        if note:
+            doc.paragraph(note)
     else:
         doc.paragraph("No run of this study ended: no table.")
     if study.name in ("sgd-lr", "adaptive-lr") and ended:
@@ -321,7 +326,7 @@ def _main_row(c: Condition) -> list[str]:
     return [c.part, c.label, str(c.n), fmt_acc(s["final"]), fmt_acc(s["best"]),
             fmt_acc(s["test"]), fmt_target(s["steps"]), fmt_target(s["epochs"]),
             fmt_target(s["seconds"], "s"), fmt_num(s["final_loss"]), fmt_pts(s["gap"]),
-            fmt_num(s["stability"], 3),
+            fmt_stability(c),
             f"{c.diverged}/{c.n}" + (f" ({len(c.failed)} failed)" if c.failed else "")]
 
 

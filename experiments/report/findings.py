@@ -24,6 +24,7 @@ from experiments.report.stats import (
     fmt_acc,
     fmt_num,
     fmt_pts,
+    fmt_stability,
     fmt_target,
     fmt_x,
     separated,
@@ -188,6 +189,35 @@ def _pair(a: Condition, b: Condition, key: str, what: str, higher: bool = True,
     return f"{what}: {values}; the data cannot separate them."
 
 
+def stability_claim(conds: list[Condition]) -> str:
+    """best_claim on loss fluctuation among the settings whose value has one
+    source: the logged steps when any has them; values from the per-epoch history
+    are named as not comparable instead of ranked against them."""
+    steps = [c for c in conds if c.stats.get("stability_source") == "steps"]
+    history = [c for c in conds if c.stats.get("stability_source") == "history"]
+    if not steps:
+        text = best_claim(history, "stability", "loss fluctuation", higher=False,
+                          fmt=fmt_loss)
+        return ("Every value from the per-epoch history (the event files lack the "
+                "`train/loss` steps). " if history else "") + text
+    text = best_claim(steps, "stability", "loss fluctuation", higher=False,
+                      fmt=fmt_loss)
+    if history:
+        text += (" Not ranked: " + ", ".join(c.label for c in history) + " (their "
+                 "loss fluctuation comes from the per-epoch history because the "
+                 "event file lacks the `train/loss` steps, which is not comparable).")
+    return text
+
+
+def _stability_pair(a: Condition, b: Condition, what: str) -> str:
+    sources = {a.stats.get("stability_source"), b.stats.get("stability_source")}
+    if sources == {"steps", "history"}:
+        return (f"{what}: {a.label} {fmt_stability(a)} vs {b.label} "
+                f"{fmt_stability(b)}; not comparable (one comes from the per-epoch "
+                "history, the other from the logged steps).")
+    return _pair(a, b, "stability", what, higher=False, fmt=lambda s: fmt_num(s, 3))
+
+
 def by_part(conds: list[Condition]) -> dict[str, list[Condition]]:
     parts: dict[str, list[Condition]] = {}
     for c in conds:
@@ -301,9 +331,8 @@ def batch_size(study: Study, conds: list[Condition]) -> list[str]:
         stab = [c for c in group if c.stats["stability"].n]
         if len(stab) >= 2:
             small, large = stab[0], stab[-1]
-            out.append(f"**{part}, stability.** " + _pair(
-                large, small, "stability", "Loss fluctuation, largest vs smallest "
-                "batch", higher=False, fmt=lambda s: fmt_num(s, 3)))
+            out.append(f"**{part}, stability.** " + _stability_pair(
+                large, small, "Loss fluctuation, largest vs smallest batch"))
         full = [c for c in group if _is_full(c)]
         mini = [c for c in group if not _is_full(c)]
         if full and mini:
@@ -430,9 +459,8 @@ def momentum(study: Study, conds: list[Condition]) -> list[str]:
     pairs = _momentum_pairs(conds)
     if pairs:
         out += ["**Momentum vs Nesterov at " + value + ".** " + _pair(
-            heavy, nest, "final", "Final validation accuracy") + " " + _pair(
-            heavy, nest, "stability", "Loss fluctuation", higher=False,
-            fmt=lambda s: fmt_num(s, 3)) for value, heavy, nest in pairs]
+            heavy, nest, "final", "Final validation accuracy") + " " + _stability_pair(
+            heavy, nest, "Loss fluctuation") for value, heavy, nest in pairs]
     else:
         out.append("**Momentum vs Nesterov.** No pair of heavy-ball and Nesterov "
                    "runs at the same momentum value.")
@@ -646,7 +674,7 @@ def _extremes(conds: list[Condition]) -> list[str]:
             f"{fmt_target(low.stats['steps'])}, final training loss "
             f"{fmt_num(low.stats['final_loss'])}. Highest lr {fmt_x(high.x)}: "
             f"{fmt_acc(high.stats['final'])}, {high.diverged} of {high.n} diverged, "
-            f"loss fluctuation {fmt_num(high.stats['stability'], 3)}.")
+            f"loss fluctuation {fmt_stability(high)}.")
     return out
 
 
@@ -656,8 +684,7 @@ def adaptive(study: Study, conds: list[Condition]) -> list[str]:
     out = ["**Convergence speed.** " + speed_claim(conds),
            "**Final accuracy.** " + best_claim(conds, "final",
                                                "final validation accuracy"),
-           "**Stability.** " + best_claim(conds, "stability", "loss fluctuation",
-                                          higher=False, fmt=lambda s: fmt_num(s, 3))]
+           "**Stability.** " + stability_claim(conds)]
     chosen = study.notes
     out.append("**Learning rates used.** " + ", ".join(
         f"{c.series}: {fmt_x(c.runs[0].config.get('hparams', {}).get('lr', '?'))}"
@@ -698,7 +725,7 @@ def _pros_cons(conds: list[Condition]) -> list[str]:
                  "its effective lr was not logged")
         facts = (f"final accuracy {fmt_acc(c.stats['final'])}, steps to target "
                  f"{fmt_target(c.stats['steps'])}, loss fluctuation "
-                 f"{fmt_num(c.stats['stability'], 3)}, {decay}")
+                 f"{fmt_stability(c)}, {decay}")
         if "adagrad" in name:
             why = ("Adagrad divides by the root of the sum of all past squared "
                    "gradients, so its step can only shrink: no tuning of a decay, "
@@ -746,8 +773,7 @@ def adam_hparams(study: Study, conds: list[Condition]) -> list[str]:
             continue
         text = (f"**{name}.** " + speed_claim(group) + " "
                 + best_claim(group, "final", "final validation accuracy") + " "
-                + best_claim(group, "stability", "loss fluctuation", higher=False,
-                             fmt=lambda s: fmt_num(s, 3)))
+                + stability_claim(group))
         if name in ("beta2", "eps"):
             text += " Effective learning rate: " + _elr_text(group)
         if name == "eps":

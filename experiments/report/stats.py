@@ -13,7 +13,9 @@ Definitions (also printed once in the report, see ``DEFINITIONS``):
    (1 / number of classes) when none was recorded.
 3. Generalization gap = final training accuracy - final validation accuracy.
 4. Stability = loss fluctuation: the std of successive differences of
-   log(training loss) over the second half of the logged steps.
+   log(training loss) over the second half of the logged steps (from the
+   per-epoch history when a run's event file lacks them: marked, never pooled
+   with or ranked against the step-based values).
 5. Two conditions are ranked only when both have n >= 2 and their
    mean ± std intervals do not overlap.
 """
@@ -28,6 +30,7 @@ import numpy as np
 
 from experiments.report.runs import Run, Study, _finite, _sort_key
 
+STABILITY_MARK = "†"  # a stability value read from the per-epoch history
 ACCEPT_MARGIN = 0.03  # acceptable range: within 3 accuracy points of the best mean
 
 DEFINITIONS: tuple[tuple[str, str], ...] = (
@@ -47,8 +50,10 @@ DEFINITIONS: tuple[tuple[str, str], ...] = (
                            "accuracy (positive = overfitting)."),
     ("Stability", "loss fluctuation: the std of successive differences of "
                   "log(training loss) over the second half of the logged steps "
-                  "(lower is steadier). Computed from the `train/loss` scalars, or "
-                  "from the per-epoch history when the event files lack them."),
+                  "(lower is steadier). Computed from the `train/loss` scalars; "
+                  "when a run's event file lacks them, from its per-epoch history, "
+                  f"marked {STABILITY_MARK} and never ranked against the "
+                  "others."),
     ("Acceptable range", f"the learning rates whose mean final validation accuracy "
                          f"is within {100 * ACCEPT_MARGIN:.0f} accuracy points of the "
                          f"best learning rate of the same optimizer, with no "
@@ -186,7 +191,7 @@ def _fill(c: Condition) -> None:
     s["test"] = Stat.of([c.accuracy(r, "test_acc") for r in runs])
     s["final_loss"] = Stat.of([r.value("final_train_loss") for r in runs])
     s["gap"] = Stat.of([_gap(r) for r in runs])
-    s["stability"] = Stat.of([loss_fluctuation(r) for r in runs])
+    _fill_stability(s, [stability_of(r) for r in runs])
     s["throughput"] = Stat.of([r.value("samples_per_s") for r in runs])
     s["b_simple"] = Stat.of([r.value("b_simple") for r in runs])
     s["steps"] = _target(runs, "steps_to_target", "global_step")
@@ -206,6 +211,47 @@ def _fill(c: Condition) -> None:
         s[name] = Stat.of([_second_half_mean(r, tag) for r in runs])
         s[name + "_first"] = Stat.of([_edge(r, tag, 0) for r in runs])
         s[name + "_last"] = Stat.of([_edge(r, tag, -1) for r in runs])
+
+
+def _fill_stability(s: dict[str, Any], pairs: list[tuple[float | None, str]]
+                    ) -> None:
+    """``stability`` from the logged steps when any seed has them (seeds with only
+    a per-epoch value are left out, counted in ``stability_left_out``), else from
+    the per-epoch history; ``stability_source`` says which, ``None`` for neither."""
+    steps = [v for v, source in pairs if source == "steps" and v is not None]
+    history = [v for v, source in pairs if source == "history" and v is not None]
+    chosen, source = (steps, "steps") if steps else (history, "history")
+    s["stability"] = Stat.of(chosen)
+    s["stability_source"] = source if chosen else None
+    s["stability_left_out"] = len(history) if steps else 0
+
+
+def fmt_stability(c: Condition) -> str:
+    """The stability cell: marked with STABILITY_MARK when it comes from the
+    per-epoch history, with its own n when seeds were left out."""
+    s = c.stats
+    text = fmt_num(s["stability"], 3)
+    if s["stability"].mean is None:
+        return text
+    if s["stability_source"] == "history":
+        return f"{text} {STABILITY_MARK}"
+    if s["stability_left_out"]:
+        return f"{text} (n={s['stability'].n}) {STABILITY_MARK}"
+    return text
+
+
+def stability_note(conds: list[Condition]) -> str | None:
+    """The note under a table whose Stability column holds marked cells."""
+    if not any(c.stats.get("stability_source") == "history"
+               or c.stats.get("stability_left_out") for c in conds):
+        return None
+    return (f"{STABILITY_MARK} Stability from the per-epoch training loss in "
+            "summary.json, because the event file of the run lacks the "
+            "`train/loss` steps or is damaged: a fluctuation between epochs, not "
+            "between logged steps, so it is not comparable with the unmarked "
+            "values and no finding ranks it against them. A cell with its own n "
+            "uses only the seeds whose logged steps were read; the other seeds "
+            "are left out, not mixed in.")
 
 
 def _gap(run: Run) -> float | None:
@@ -234,11 +280,24 @@ def _target(runs: list[Run], key: str, length_key: str) -> TargetStat:
 
 def loss_fluctuation(run: Run) -> float | None:
     """Std of successive differences of log(loss) over the second half of training."""
+    return stability_of(run)[0]
+
+
+def stability_of(run: Run) -> tuple[float | None, str]:
+    """The loss fluctuation of ``run`` and where it comes from: ``"steps"`` (the
+    ``train/loss`` scalars, every ``log_every`` steps) or ``"history"`` (the
+    per-epoch training loss of ``summary.json``, used when the event file lacks
+    the scalars or is damaged). The two measure fluctuation on different time
+    scales and are never pooled or ranked together."""
     series = run.scalars.get("train/loss")
-    losses = series[1] if series is not None and len(series[1]) >= 6 else None
-    if losses is None:
-        history = run.result.get("history") or []
-        losses = np.array([_finite(h.get("train_loss")) or np.nan for h in history])
+    if series is not None and len(series[1]) >= 6:
+        return _fluctuation(series[1]), "steps"
+    history = run.result.get("history") or []
+    return _fluctuation(np.array([_finite(h.get("train_loss")) or np.nan
+                                  for h in history])), "history"
+
+
+def _fluctuation(losses) -> float | None:
     losses = np.asarray(losses, dtype=float)
     losses = losses[np.isfinite(losses) & (losses > 0)]
     half = losses[len(losses) // 2:]
