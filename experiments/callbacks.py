@@ -220,7 +220,9 @@ class InstrumentCallback(pl.Callback, GradientProbe):
         if values:
             flat = torch.cat([v.detach().reshape(-1).float() for v in values])
             sample = _strided_sample(flat, GLOBAL_SAMPLE)
-            q = torch.tensor([0.5, 0.05, 0.95], device=sample.device)
+            # the sample's dtype: Lightning's *-true precisions change the default
+            q = torch.tensor([0.5, 0.05, 0.95], device=sample.device,
+                             dtype=sample.dtype)
             parts["elr_global"] = torch.cat(
                 [flat.mean().reshape(1), torch.quantile(sample, q)]
             )
@@ -290,20 +292,29 @@ class InstrumentCallback(pl.Callback, GradientProbe):
 
         write_scalars(writer, scalars, step)
         if self.histograms and sample is not None and values:
-            whole = _strided_sample(sample, HISTOGRAM_SAMPLE)
-            writer.add_histogram("effective_lr/log10", _log10(whole), step,
-                                 bins=HISTOGRAM_BINS)
+            whole = _log10(_strided_sample(sample, HISTOGRAM_SAMPLE))
+            if whole.numel():
+                writer.add_histogram("effective_lr/log10", whole, step,
+                                     bins=HISTOGRAM_BINS)
             if step % (self.log_every * LAYER_HISTOGRAM_EVERY) != 0:
                 return
             for name, v in zip(names, values, strict=True):
                 layer = _strided_sample(v.detach().reshape(-1).float(),
                                         HISTOGRAM_SAMPLE // 4)
-                writer.add_histogram(f"effective_lr/log10/{name}", _log10(layer),
-                                     step, bins=HISTOGRAM_BINS)
+                layer = _log10(layer)
+                if layer.numel():
+                    writer.add_histogram(f"effective_lr/log10/{name}", layer,
+                                         step, bins=HISTOGRAM_BINS)
 
 
 def _log10(values: Tensor) -> Tensor:
-    return values.clamp_min(1e-30).log10().cpu()
+    """log10 of the finite values, on the host, in float32.
+
+    In 16-true precision an adaptive optimizer's effective lr can overflow to inf
+    (its denominator underflows); a histogram cannot bin inf, so those are left out.
+    """
+    logged = values.float().clamp_min(1e-30).log10().cpu()
+    return logged[torch.isfinite(logged)]
 
 
 def _scalar(value: Any, like: Tensor) -> Tensor:
