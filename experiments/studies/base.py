@@ -227,7 +227,11 @@ def coerce_like(key: str, value: Any, like: Any) -> Any:
     if isinstance(like, str) and isinstance(value, (int, float)):
         return value
     if isinstance(like, dict) and not isinstance(value, dict):
-        raise ValueError(f"--set {key}={value!r}: expected a dict, e.g. {{'lr': 0.1}}")
+        # the example is the first entry of the value it replaces, so it is valid
+        example = dict(list(like.items())[:1]) or {"lr": 0.1}
+        raise ValueError(
+            f"--set {key}={value!r}: expected a dict, e.g. --set \"{key}={example}\""
+        )
     if isinstance(like, str) and not isinstance(value, str):
         raise ValueError(f"--set {key}={value!r}: expected a string")
     return value
