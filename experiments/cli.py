@@ -47,6 +47,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _warnings_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING
+
+
 def _find_command(argv: Sequence[str]) -> str | None:
     for token in argv:
         if token in SUBCOMMANDS:
@@ -65,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if not args.verbose:
+        # torch dumps its FakeTensor cache counts at exit at INFO (seen after a
+        # Ctrl-C during start-up); they mean nothing to a user of optimlab
+        logging.getLogger("torch._subclasses.fake_tensor").addFilter(_warnings_only)
     if getattr(args, "_handler", None) is None:
         parser.print_help()
         return 0
