@@ -76,8 +76,8 @@ class FashionMNISTDataModule(ImageDataModule):
 
     def expected_files(self) -> list[str]:
         names = ", ".join(f"{name}[.gz]" for name in FILES)
-        return [f"{names} in {root}/" for root in ("fashion-mnist", "FashionMNIST/raw",
-                                                   "the data directory itself")]
+        return [f"{names}, all in one of fashion-mnist/, FashionMNIST/raw/ or the "
+                "data directory itself"]
 
 
 def _find(folder: Path, name: str) -> Path | None:

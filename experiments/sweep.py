@@ -160,6 +160,11 @@ def _main(args: argparse.Namespace) -> int:
                 print(f"{plan.study.name}/{spec.run_id}")
         return 0
     try:
+        check_sweep_data(plans, logdir)
+    except ValueError as error:  # once, before any run, rather than once per run
+        log.error("%s", error)
+        return 2
+    try:
         outcome = run_sweep(plans, logdir, placement)
     except SweepInterrupted as stop:
         print(f"interrupted: {stop.ended} runs ended, {stop.left} left; re-run the "
@@ -184,6 +189,28 @@ def logdir_problem(logdir: Path) -> str | None:
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"{folder} is not writable"
     return None
+
+
+def check_sweep_data(plans: Sequence[StudyPlan], logdir: Path) -> None:
+    """Find the data of every run still to train (files located, not read).
+
+    Raises one ``ValueError`` for the first data set that is missing, naming the
+    folder searched and where it came from, so that a sweep without its data stops
+    at once instead of failing each run in turn.
+    """
+    from experiments.train import TrainConfig, check_data
+
+    checked: set[tuple[Any, Any]] = set()
+    for plan in plans:
+        for spec in plan.runs:
+            key = (spec.config.get("model"), spec.config.get("data_dir"))
+            if key in checked:
+                continue
+            if runstore.has_ended(runstore.run_dir(logdir, spec.study, spec.run_id)):
+                continue
+            checked.add(key)
+            check_data(TrainConfig.from_dict(spec.config),
+                       setting="--set data_dir=DIR", given_by="--set data_dir")
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -712,7 +739,7 @@ class Progress:
             f"elapsed {_clock(time.monotonic() - self.start)} | "
             f"ETA {_clock(eta) if eta is not None else '--:--'} | "
             f"{spec.study}/{spec.run_id} {summary.get('status', '?'):<8s} "
-            f"val_acc {accuracy if accuracy is None else f'{accuracy:.4f}'} "
+            f"val_acc {'-' if accuracy is None else f'{accuracy:.4f}'} "
             f"in {float(wall or 0):.1f}s"
         )
         if summary.get("status") == "failed":

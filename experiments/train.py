@@ -47,6 +47,10 @@ PRECISIONS = (
 )  # fmt: skip
 
 
+# numpy's seeds (Lightning seeds numpy with it too) are 32-bit unsigned
+MAX_SEED = 2**32 - 1
+
+
 def config_error(name: str, value: Any, allowed: str) -> ValueError:
     """The one message shape for a bad training field: field, value, what is allowed."""
     return ValueError(f"TrainConfig: {name}={value!r} is invalid; allowed: {allowed}")
@@ -175,8 +179,8 @@ def _validate(c: TrainConfig) -> None:
         raise config_error("augment", c.augment, "false for model 'mlp'")
     if c.data_dir is not None and not isinstance(c.data_dir, str):
         raise config_error("data_dir", c.data_dir, "None or a path")
-    if not _is_int(c.seed) or c.seed < 0:
-        raise config_error("seed", c.seed, "an integer >= 0")
+    if not _is_int(c.seed) or not 0 <= c.seed <= MAX_SEED:
+        raise config_error("seed", c.seed, f"an integer in [0, {MAX_SEED}]")
     if not _is_int(c.log_every) or c.log_every < 1:
         raise config_error("log_every", c.log_every, "an integer >= 1")
     if isinstance(c.val_every, float):
@@ -200,10 +204,25 @@ def _validate(c: TrainConfig) -> None:
                            "32-true, 64-true or bf16-mixed when noise_scale is on")
     if not isinstance(c.logdir, str) or not c.logdir:
         raise config_error("logdir", c.logdir, "a folder path")
-    if not isinstance(c.name, str) or not c.name or "/" in c.name:
-        raise config_error("name", c.name, "a non-empty name without '/'")
-    if c.version is not None and not (_is_int(c.version) or isinstance(c.version, str)):
-        raise config_error("version", c.version, "None, an integer or a name")
+    if not _is_folder_name(c.name):
+        raise config_error("name", c.name, FOLDER_NAME_RULE)
+    if c.version is not None and not (
+        _is_int(c.version) or _is_folder_name(c.version)
+    ):
+        raise config_error("version", c.version,
+                           f"None, an integer or {FOLDER_NAME_RULE}")
+
+
+FOLDER_NAME_RULE = "a single folder name (not empty, '.' or '..'; no '/' or '\\')"
+
+
+def _is_folder_name(value: Any) -> bool:
+    """A single folder name: ``name`` and ``version`` must stay inside ``logdir``."""
+    return (
+        isinstance(value, str) and value not in ("", ".", "..")
+        and "/" not in value and "\\" not in value and os.sep not in value
+        and "\0" not in value
+    )
 
 
 @dataclass
@@ -253,6 +272,53 @@ def build_datamodule(config: TrainConfig):
     return datamodules.FashionMNISTDataModule(**kwargs)
 
 
+def check_data(
+    config: TrainConfig, setting: str = "--data-dir DIR", given_by: str = "--data-dir"
+) -> None:
+    """Find the files of ``config``'s data set, without reading them.
+
+    Raises a one-line ``ValueError`` naming the folder searched, where that folder
+    came from, and how to point optimlab elsewhere (``setting``: the command-line
+    way to give ``data_dir``, e.g. ``--data-dir DIR`` or ``--set data_dir=DIR``;
+    ``given_by``: what set ``config.data_dir`` when it is not None).
+    """
+    import datamodules
+    from datamodules.base import resolve_data_dir
+
+    datamodule_class = (
+        datamodules.CIFAR10DataModule if config.model == "cnn"
+        else datamodules.FashionMNISTDataModule
+    )
+    datamodule = datamodule_class(data_dir=config.data_dir)
+    root = resolve_data_dir(config.data_dir)
+    flag = setting.split()[0].split("=")[0]
+    if config.data_dir is not None:
+        source = f"given by {given_by}"
+    elif os.environ.get("OPTIMLAB_DATA"):
+        source = "given by OPTIMLAB_DATA"
+    else:
+        source = f"the default; neither {flag} nor OPTIMLAB_DATA is set"
+    where = f"data directory {str(root)!r} ({source})"
+    fix = (f"put the files there, or pass {setting} (or set OPTIMLAB_DATA=DIR) "
+           "naming the folder that holds them")
+    try:
+        located = datamodule.locate(root) if root.is_dir() else None
+    except datamodules.DataNotFoundError as error:  # some files, not all
+        raise ValueError(f"{error} ({where}); {fix}") from None
+    except (OSError, ValueError) as error:  # e.g. an archive that cannot unpack
+        raise ValueError(f"{datamodule.name}: {error} ({where})") from None
+    if located is not None:
+        return
+    state = ("does not exist" if not root.exists()
+             else "is not a folder" if not root.is_dir() else "holds none of them")
+    expected = datamodule.expected_files()
+    raise ValueError(
+        f"{datamodule.name} not found: {where} {state}; expected"
+        f"{' one of' if len(expected) > 1 else ''}: {'; '.join(expected)}. "
+        f"To fix: {fix}"
+    )
+
+
 def build_model(config: TrainConfig, class_names: Sequence[str] | None = None):
     """The LightningModule of ``config`` (optimizer built lazily by Lightning)."""
     import models
@@ -286,6 +352,71 @@ def check_optimizer(config: TrainConfig) -> None:
         raise ValueError(
             f"optimizer {config.optimizer!r} with hparams {config.hparams}: {message}"
         ) from error
+
+
+class OptimizerStepError(RuntimeError):
+    """A user optimizer (``module:Class``) raised inside its ``step()``."""
+
+
+class TrainInterrupted(KeyboardInterrupt):
+    """Ctrl-C ended :func:`train`; ``log_dir`` holds what was logged, or None."""
+
+    def __init__(self, log_dir: str | None):
+        super().__init__(log_dir)
+        self.log_dir = log_dir
+
+
+def _guard_user_step(optimizer, name: str) -> None:
+    """Make a failure inside ``optimizer.step()`` an :class:`OptimizerStepError`.
+
+    Only the step of an optimizer named ``module:Class`` is wrapped: an error in
+    optimlab's own optimizers or code keeps its traceback.
+    """
+    import types
+
+    original = optimizer.step
+
+    def step(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(*args, **kwargs)
+        except Exception as error:
+            raise OptimizerStepError(
+                f"optimizer {name} failed in step(): {type(error).__name__}: "
+                f"{' '.join(str(error).split())}; optimlab calls step() without a "
+                "closure on dense gradients, so optimizers that need a closure "
+                "(LBFGS) or sparse gradients (SparseAdam) are not supported"
+            ) from error
+
+    optimizer.step = types.MethodType(step, optimizer)
+
+
+def _user_step_guard(name: str):
+    """A callback that guards the step of the user optimizer once it is built."""
+    import lightning.pytorch as pl
+
+    class UserStepGuard(pl.Callback):
+        def on_train_start(self, trainer, pl_module) -> None:
+            for optimizer in trainer.optimizers:
+                _guard_user_step(optimizer, name)
+
+    return UserStepGuard()
+
+
+@contextlib.contextmanager
+def _restored_sigint() -> Iterator[None]:
+    """Put back the Ctrl-C handler that Lightning sets to 'ignore' on an interrupt."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 @contextlib.contextmanager
@@ -339,7 +470,9 @@ def train(
             default_hp_metric=False,
         )
         instruments = InstrumentCallback(log_every=config.log_every)
-        extra = [instruments]
+        extra: list[Any] = [instruments]
+        if ":" in config.optimizer:
+            extra.append(_user_step_guard(config.optimizer))
         noise = None
         if config.noise_scale:
             noise = NoiseScaleCallback(log_every=config.log_every)
@@ -378,21 +511,33 @@ def train(
         log_dir = Path(logger.log_dir)
         existed = log_dir.exists()
         try:
-            trainer.fit(model, datamodule=datamodule)
-            diverged_step = model.divergence.diverged_step
-            if (
-                diverged_step is None
-                and config.val_size > 0
-                and _needs_final_validation(model, trainer)
-            ):
-                # the final validation accuracy must be that of the final parameters
-                trainer.validate(model, datamodule=datamodule, verbose=False)
-                _patch_last_history(model)
-            if diverged_step is None:
-                trainer.test(model, datamodule=datamodule, verbose=False)
-        except BaseException:
-            if not existed and trainer.global_step == 0:
+            with _restored_sigint():
+                trainer.fit(model, datamodule=datamodule)
+                diverged_step = model.divergence.diverged_step
+                if (
+                    diverged_step is None
+                    and config.val_size > 0
+                    and _needs_final_validation(model, trainer)
+                ):
+                    # the final validation accuracy is that of the final parameters
+                    trainer.validate(model, datamodule=datamodule, verbose=False)
+                    _patch_last_history(model)
+                if diverged_step is None:
+                    trainer.test(model, datamodule=datamodule, verbose=False)
+                if trainer.interrupted:  # Ctrl-C that Lightning did not re-raise
+                    raise KeyboardInterrupt
+        except BaseException as error:
+            kept = existed or trainer.global_step > 0
+            if not kept:
                 _remove_unused_log_dir(logger, log_dir)
+            if isinstance(error, KeyboardInterrupt) or (
+                isinstance(error, SystemExit) and trainer.interrupted
+            ):
+                # Lightning turns Ctrl-C into sys.exit(1); say what it was
+                if kept:
+                    with contextlib.suppress(Exception):
+                        logger.finalize("interrupted")
+                raise TrainInterrupted(str(log_dir) if kept else None) from None
             raise
         finally:
             if config.deterministic:
@@ -538,9 +683,13 @@ def _accept_hyperparameter_flags(parser: argparse.ArgumentParser) -> None:
                 if not eq:
                     following = rest[index + 1] if index + 1 < len(rest) else None
                     if following is None or following.startswith("--"):
-                        parser.error(f"flag --{key} needs a value")
-                    value = following
-                    index += 1
+                        value = "true"  # a bare flag: --amsgrad means true
+                    else:
+                        value = following
+                        index += 1
+                misplaced = _misplaced_flag(key, value)
+                if misplaced:
+                    parser.error(misplaced)
                 hparams[key.replace("-", "_")] = parse_value(value)
             else:
                 leftover.append(token)
@@ -549,6 +698,44 @@ def _accept_hyperparameter_flags(parser: argparse.ArgumentParser) -> None:
         return namespace, leftover
 
     parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
+
+
+# flags of other commands, or TrainConfig fields spelt differently here
+_NOT_TRAIN_FLAGS = {
+    "hparams": "it belongs to optimlab check",
+    "subset": "use --train-subset",
+    "progress_bar": "use --no-progress-bar",
+    "progress-bar": "use --no-progress-bar",
+}
+
+
+def _misplaced_flag(key: str, value: str) -> str | None:
+    """Why ``--key value`` is not a hyperparameter of train, or None."""
+    reason = _NOT_TRAIN_FLAGS.get(key)
+    if reason is None:
+        return None
+    message = f"unknown option --{key} for optimlab train ({reason})"
+    if key == "hparams":
+        pairs = [part.partition("=") for part in _split_pairs(value)]
+        shown = " ".join(f"--{k.strip()} {v.strip()}" for k, eq, v in pairs if eq)
+        example = shown or "--momentum 0.9"
+        message += f"; pass each hyperparameter as its own flag, e.g. {example}"
+    return message
+
+
+def _split_pairs(text: str) -> list[str]:
+    """``'a=1,b=(2,3)'`` -> ``['a=1', 'b=(2,3)']``: commas inside brackets stay."""
+    parts, depth, start = [], 0, 0
+    for position, char in enumerate(text):
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth = max(0, depth - 1)
+        elif char == "," and depth == 0:
+            parts.append(text[start:position])
+            start = position + 1
+    parts.append(text[start:])
+    return [part for part in parts if part.strip()]
 
 
 def parse_value(text: str) -> Any:
@@ -635,13 +822,20 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ValueError(f"config file {str(path)!r}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"config file {str(path)!r} is not UTF-8 text (byte {error.start}); "
+            "pass a YAML file"
+        ) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_unique_key_loader())  # a SafeLoader
+    except _DuplicateKey as error:
+        raise ValueError(f"config file {str(path)!r}: {error}") from None
     except yaml.YAMLError as error:
-        message = f"config file {str(path)!r} is not valid YAML: {error}"
+        message = f"config file {str(path)!r} is not valid YAML: {_one_line(error)}"
         raise ValueError(message) from None
     if data is None:
         return {}
@@ -657,6 +851,11 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
     hparams = dict(hparams)
     if "lr" in data:
+        if "lr" in hparams and hparams["lr"] != data["lr"]:
+            raise ValueError(
+                f"config file {str(path)!r}: lr: {data['lr']!r} and hparams: "
+                f"{{lr: {hparams['lr']!r}}} conflict; keep one of them"
+            )
         hparams["lr"] = data.pop("lr")
     for key, value in data.items():
         key = _YAML_ALIASES.get(key, key)
@@ -671,6 +870,47 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     if isinstance(result.get("hidden"), list):
         result["hidden"] = tuple(result["hidden"])
     return result
+
+
+def _one_line(error) -> str:
+    """A YAML error as one line: what is wrong, and where."""
+    problem = getattr(error, "problem", None)
+    mark = getattr(error, "problem_mark", None)
+    if not problem:
+        return " ".join(str(error).split())
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+    return f"{problem}{where}"
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_key_loader():
+    """A ``yaml.SafeLoader`` that refuses a key given twice in one mapping."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # '<<: *base' entries may be overridden
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    repeated = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: SafeLoader words that
+                    continue
+                if repeated:
+                    line = key_node.start_mark.line + 1
+                    raise _DuplicateKey(
+                        f"key {key!r} is given twice (again on line {line}); "
+                        "keep one of them"
+                    )
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -705,9 +945,27 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run ``optimlab train``; 2 on a bad flag or config, else 0."""
+    """Run ``optimlab train``: 0 when it ran, 2 on a bad flag, config or data, 1 when
+    the optimizer failed, 130 on Ctrl-C."""
+    try:
+        return _main(args)
+    except KeyboardInterrupt as stop:
+        log_dir = getattr(stop, "log_dir", None)
+        where = (f"logs so far are in {log_dir}" if log_dir
+                 else "no step was taken, so no logs were kept")
+        print(f"optimlab train: interrupted; {where}", file=sys.stderr)
+        return 130
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
+    except ValueError as error:
+        print(f"optimlab train: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        check_data(config, given_by="--data-dir" if args.data_dir is not None
+                   else f"data_dir in {args.config}")
     except ValueError as error:
         print(f"optimlab train: error: {error}", file=sys.stderr)
         return 2
@@ -723,6 +981,9 @@ def main(args: argparse.Namespace) -> int:
         # bad sizes, data or settings Lightning refuses: one line, no traceback
         print(f"optimlab train: error: {error}", file=sys.stderr)
         return 2
+    except OptimizerStepError as error:
+        print(f"optimlab train: error: {error}", file=sys.stderr)
+        return 1
     lines = [
         f"status:          {result.status}"
         + (f" at step {result.diverged_step}" if result.diverged else ""),

@@ -284,9 +284,11 @@ def test_dry_run_writes_nothing(tmp_path, capsys):
 
 @pytest.mark.parametrize("like_lightning", [False, True])
 def test_ctrl_c_prints_one_line_and_exits_130(
-    tmp_path, monkeypatch, capsys, like_lightning
+    tmp_path, monkeypatch, capsys, like_lightning, real_data_dir
 ):
     import signal
+
+    monkeypatch.setenv("OPTIMLAB_DATA", str(real_data_dir))  # checked before runs
 
     def interrupted_on_second_run(config):
         if calls(tmp_path):
