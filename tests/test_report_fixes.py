@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.report import MAIN_HEADER, build_report
+from experiments.report import MAIN_HEADER, build_report, main
 from experiments.report.findings import adaptive_lr, lr_ranges, range_rows
 from experiments.report.runs import Run, Study
 from experiments.report.stats import conditions
@@ -247,3 +247,21 @@ def test_stability_from_the_per_epoch_history_is_marked_and_never_ranked(tmp_pat
            "per-epoch history" in claim
     ranked = claim.split("Not ranked", 1)[0]
     assert adagrad not in ranked and (rms in ranked or adam in ranked)
+
+
+def test_requested_studies_that_are_absent_never_pass_silently(tmp_path, capsys,
+                                                               caplog):
+    import argparse
+
+    logdir = _adaptive(tmp_path)
+    args = argparse.Namespace(logdir=str(logdir), out=str(tmp_path / "out"),
+                              studies=["adaptive-lr"], format="png")
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert "'adaptive-lr' not found in log directory" in error
+    assert "studies found there: adaptive" in error
+    assert not (tmp_path / "out" / "report.md").exists()
+    args.studies = ["adaptive", "sgd-lr"]  # one present: rendered, loudly
+    with caplog.at_level(logging.WARNING):
+        assert main(args) == 0
+    assert "requested studies not found" in caplog.text and "sgd-lr" in caplog.text

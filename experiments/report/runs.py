@@ -98,8 +98,10 @@ def load_logdir(logdir: str | Path, studies: list[str] | None = None) -> list[St
     """Every study under ``logdir`` (or those named), in the assignment's order.
 
     A requested study with no folder comes back as an empty :class:`Study` with a
-    problem line, so the report says it is missing. An absent log directory, or
-    one that holds no study at all, raises :class:`ReportError` naming it.
+    problem line, so the report says it is missing (and a warning is logged). An
+    absent log directory, one that holds no study at all, or one that holds none
+    of the requested studies raises :class:`ReportError` naming it (and the
+    studies it does hold).
     """
     root = Path(logdir)
     if not root.exists():
@@ -133,6 +135,16 @@ def load_logdir(logdir: str | Path, studies: list[str] | None = None) -> list[St
             f"--studies: unknown {', '.join(repr(n) for n in unknown)}; valid "
             f"studies: {', '.join(valid)}"
         )
+    absent = [n for n in names if n not in found]
+    if studies and len(absent) == len(names):
+        raise ReportError(
+            f"--studies: {', '.join(repr(n) for n in absent)} not found in log "
+            f"directory '{root}'; studies found there: {', '.join(_ordered(found))}"
+        )
+    if studies and absent:
+        log.warning("requested studies not found in '%s': %s (the report lists them "
+                    "as missing; studies found: %s)", root, ", ".join(absent),
+                    ", ".join(_ordered(found)))
     loaded = []
     for name in names:
         if name in found:
