@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -265,3 +266,24 @@ def test_requested_studies_that_are_absent_never_pass_silently(tmp_path, capsys,
     with caplog.at_level(logging.WARNING):
         assert main(args) == 0
     assert "requested studies not found" in caplog.text and "sgd-lr" in caplog.text
+
+
+HOSTILE = ("<img src=x onerror=alert(1)>", "``<script>alert(2)`",
+           "[click](javascript:alert(3))")
+
+
+def test_untrusted_text_cannot_become_html_or_links_in_report_md(tmp_path):
+    import markdown  # TensorBoard's dependency; renders what a reader would see
+
+    logdir = _adaptive(tmp_path)
+    for name in HOSTILE:  # run folders whose summary.json is damaged
+        (logdir / "adaptive" / name).mkdir()
+        (logdir / "adaptive" / name / "summary.json").write_text("{broken")
+    written = build_report(logdir, tmp_path / "out")
+    text = written.markdown.read_text()
+    assert "&lt;img src=x onerror=alert(1)>" in text
+    rendered = markdown.markdown(text)
+    for page in (rendered, written.html.read_text()):
+        assert not re.search(r"<img[^>]*onerror", page)
+        assert "<script" not in page and 'href="javascript:' not in page
+    assert "&lt;img src=x onerror=alert(1)" in rendered  # shown as text

@@ -77,23 +77,29 @@ def slug(text: str) -> str:
 
 
 def to_markdown(doc: Document) -> str:
+    """The blocks as Markdown. Text from the log files (paths, error messages,
+    names) is untrusted: every ``<`` and ``&`` is escaped and every ``[`` /
+    ``]`` outside the report's own ``[text](#anchor)`` links is backslashed, so no
+    raw HTML, link or image can come from it; a code span that holds ``<`` or
+    ``&`` is written as an escaped ``<code>`` element (:func:`_md_inline`)."""
     out: list[str] = []
     for block in doc.blocks:
         if isinstance(block, Heading):
-            out.append(f"{'#' * block.level} {block.text}")
+            out.append(f"{'#' * block.level} {_md_inline(block.text)}")
         elif isinstance(block, Paragraph):
-            out.append(block.text)
+            out.append(_md_inline(block.text))
         elif isinstance(block, Bullets):
-            out.append("\n".join(f"- {item}" for item in block.items))
+            out.append("\n".join(f"- {_md_inline(item)}" for item in block.items))
         elif isinstance(block, Table):
-            lines = [f"*{block.caption}*", "",
+            lines = [f"*{_md_inline(block.caption)}*", "",
                      "| " + " | ".join(_md_cell(h) for h in block.header) + " |",
                      "|" + "---|" * len(block.header)]
             lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |"
                       for row in block.rows]
             out.append("\n".join(lines))
         elif isinstance(block, Figure):
-            out.append(f"![{block.alt}]({block.png.as_posix()})\n\n*{block.caption}*")
+            out.append(f"![{_md_escape(block.alt)}]({block.png.as_posix()})\n\n"
+                       f"*{_md_inline(block.caption)}*")
     return "\n\n".join(out) + "\n"
 
 
@@ -139,7 +145,36 @@ _CSS = (
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return _md_inline(text).replace("|", "\\|")
+
+
+# the report's own inline markup: `code` spans and [text](#anchor) links
+_MD_TOKEN = re.compile(r"`([^`]+)`|\[([^\]]+)\]\((#[a-z0-9-]+)\)")
+
+
+def _md_inline(text: str) -> str:
+    """``text`` safe for Markdown: untrusted parts escaped (see to_markdown)."""
+    text = text.replace("\r", " ").replace("\n", " ")
+    out, start = [], 0
+    for match in _MD_TOKEN.finditer(text):
+        out.append(_md_escape(text[start:match.start()]))
+        code = match.group(1)
+        if code is None:
+            out.append(f"[{_md_escape(match.group(2))}]({match.group(3)})")
+        elif "<" in code or "&" in code:
+            out.append(f"<code>{html.escape(code, quote=False)}</code>")
+        else:
+            out.append(f"`{code}`")
+        start = match.end()
+    out.append(_md_escape(text[start:]))
+    return "".join(out)
+
+
+def _md_escape(text: str) -> str:
+    """No raw HTML (``&`` and ``<`` as entities: with no ``<`` no tag can open, so
+    ``>`` stays readable), no link or image brackets."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;")
+    return re.sub(r"([\[\]])", r"\\\1", text)
 
 
 def _inline(text: str) -> str:
