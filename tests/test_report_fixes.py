@@ -287,3 +287,27 @@ def test_untrusted_text_cannot_become_html_or_links_in_report_md(tmp_path):
         assert not re.search(r"<img[^>]*onerror", page)
         assert "<script" not in page and 'href="javascript:' not in page
     assert "&lt;img src=x onerror=alert(1)" in rendered  # shown as text
+
+
+def test_the_images_behind_the_accuracies_are_stated(tmp_path):
+    logdir = _adaptive(tmp_path)
+    folder = logdir / "adaptive"
+    index = json.loads((folder / "index.json").read_text())
+    for summary in index["runs"]:
+        summary["config"]["val_size"] = 256
+    (folder / "index.json").write_text(json.dumps(index))
+    text = build_report(logdir, tmp_path / "out").markdown.read_text()
+    assert ("Images behind the accuracies: validation 256 images (the config's "
+            "val_size); test not recorded: summary.json holds no test-set size") in text
+    assert "`result.num_test`" in text
+    assert "validation accuracy on 256 images, test accuracy on an unrecorded " \
+           "number of images" in text
+    assert "per-class figure; test-set size not recorded)" in text
+    for summary in index["runs"]:  # what training would write
+        summary["result"].update(num_val=5000, num_test=1000)
+    (folder / "index.json").write_text(json.dumps(index))
+    text = build_report(logdir, tmp_path / "out").markdown.read_text()
+    assert ("validation 5,000 images; test 1,000 images (about 100 per class, so "
+            "one image is about 1 % of a class's accuracy)") in text
+    assert "validation accuracy on 5,000 images, test accuracy on 1,000 images" in text
+    assert "per-class figure; 1,000 test images in all)" in text

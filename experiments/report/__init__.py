@@ -265,6 +265,8 @@ def _study_section(doc: Document, canvas: fig.Canvas, study: Study,
         doc.paragraph(
             "study.json lists no planned runs, so this section uses every summary "
             "found in the study folder; runs of earlier plans may be mixed in.")
+    counts = image_counts(study)
+    doc.paragraph(counts.sentence(len(study.classes)))
     if study.notes:
         doc.paragraph(f"Study notes: {study.notes}")
     if study.questions:
@@ -274,8 +276,11 @@ def _study_section(doc: Document, canvas: fig.Canvas, study: Study,
     doc.bullets(findings(study, conds, by_study))
     doc.heading(3, f"Tables: {study.name}")
     if ended:
-        doc.table(f"{study.name}: results per setting (mean ± std over seeds)",
-                  MAIN_HEADER, [_main_row(c) for c in conds])
+        unknown = "an unrecorded number of"
+        doc.table(f"{study.name}: results per setting (mean ± std over seeds; "
+                  f"validation accuracy on {counts.val or unknown} images, test "
+                  f"accuracy on {counts.test or unknown} images)", MAIN_HEADER,
+                  [_main_row(c) for c in conds])
         note = stability_note(ended)
         if note:
             doc.paragraph(note)
@@ -295,7 +300,10 @@ def _study_section(doc: Document, canvas: fig.Canvas, study: Study,
     header, rows = per_class_rows(fig.representative(first_part), study.classes)
     if rows:
         doc.table(f"{study.name}: per-class test accuracy, mean over seeds (the "
-                  "settings of the per-class figure)", header, rows)
+                  "settings of the per-class figure; "
+                  + (f"{counts.test} test images in all" if counts.test else
+                     "test-set size not recorded") + ")",
+                  header, rows)
     columns = [col for col in INSTRUMENT_COLUMNS
                if any(c.stats[col[1]].n for c in ended)]
     if columns:
@@ -312,6 +320,57 @@ def _study_section(doc: Document, canvas: fig.Canvas, study: Study,
     if not drawn:
         doc.paragraph("No figure: no run of this study ended.")
     return drawn
+
+
+@dataclass(frozen=True)
+class ImageCounts:
+    """The validation and test images behind a study's accuracies, as text
+    ('256', '256-5,000' when runs differ); ``None`` when unknown."""
+
+    val: str | None
+    val_from_config: bool  # from the config's val_size, not result.num_val
+    test: str | None
+    test_low: int | None  # the smallest test-set size, for per-class resolution
+
+    def sentence(self, classes: int) -> str:
+        val = ("not recorded" if self.val is None else f"{self.val} images"
+               + (" (the config's val_size)" if self.val_from_config else ""))
+        if self.test is None:
+            test = ("not recorded: summary.json holds no test-set size, and the "
+                    "data directory's copy may hold fewer test images than the "
+                    "official split (training would need to write "
+                    "`result.num_test`, and `result.num_val`, for the report to "
+                    "show them)")
+        else:
+            test = f"{self.test} images"
+            if classes and self.test_low:
+                per = self.test_low / classes
+                test += (f" (about {per:.0f} per class, so one image is about "
+                         f"{100 / per:.2g} % of a class's accuracy)")
+        return f"Images behind the accuracies: validation {val}; test {test}."
+
+
+def image_counts(study: Study) -> ImageCounts:
+    """Validation: ``result.num_val``, else the config's ``val_size``. Test:
+    ``result.num_test`` only; summary.json has no other test-set size, and a data
+    directory may hold a reduced test split, so nothing is assumed."""
+    def span(values: set[int]) -> str | None:
+        if not values:
+            return None
+        low, high = min(values), max(values)
+        return f"{low:,}" if low == high else f"{low:,}-{high:,}"
+
+    runs = _unique(study)
+    num_val = {int(v) for v in (r.value("num_val") for r in runs) if v is not None}
+    val_size = {int(v) for v in (_finite_or_none(r.config.get("val_size"))
+                                 for r in runs) if v is not None}
+    num_test = {int(v) for v in (r.value("num_test") for r in runs) if v is not None}
+    return ImageCounts(span(num_val) or span(val_size), not num_val and bool(val_size),
+                       span(num_test), min(num_test) if num_test else None)
+
+
+def _finite_or_none(value) -> float | None:
+    return float(value) if _is_number(value) and value == value else None
 
 
 def _parts(conds: list[Condition]) -> dict[str, list[Condition]]:
