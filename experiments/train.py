@@ -246,6 +246,10 @@ class RunResult:
     b_simple: float | None
     history: list[dict[str, Any]]
     log_dir: str | None
+    # Images the accuracies come from (None when the datamodule does not say).
+    num_train: int | None = None
+    num_val: int | None = None
+    num_test: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _json_safe(dataclasses.asdict(self))
@@ -568,7 +572,16 @@ def train(
         b_simple=noise.estimate() if noise is not None else None,
         history=history,
         log_dir=logger.log_dir,
+        num_train=_count(datamodule, "num_train"),
+        num_val=_count(datamodule, "num_val"),
+        num_test=_count(datamodule, "num_test"),
     )
+
+
+def _count(datamodule: Any, name: str) -> int | None:
+    """``datamodule.<name>`` as an int, or None when it has no such count."""
+    value = getattr(datamodule, name, None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def check_accelerator(config: TrainConfig) -> None:

@@ -235,6 +235,9 @@ def test_healthy_run_is_done(tiny):
         "epoch", "step", "time_s", "train_loss", "train_acc", "val_loss",
         "val_acc", "per_class_val_acc",
     }
+    # the images the accuracies come from: the subset, val_size, the whole test set
+    assert (summary["num_train"], summary["num_val"], summary["num_test"]) == (
+        256, 200, 10_000)
 
 
 def test_val_every_in_steps_still_reports_final_validation(tiny):
