@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 
 import pytest
@@ -16,6 +15,7 @@ from optimizer_cases import (
     ROSENBROCK,
     clone_params,
     max_rel_err,
+    through_a_file,
 )
 
 import optimizers
@@ -237,13 +237,6 @@ def test_converges(name, function):
 # state_dict
 
 
-def _save_and_load(state_dict):
-    buffer = io.BytesIO()
-    torch.save(state_dict, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_state_dict_round_trip_continues_bit_identically(case):
     problem = PROBLEMS["mlp"](F64)
@@ -256,7 +249,7 @@ def test_state_dict_round_trip_continues_bit_identically(case):
         opt.step()
     restored_params = clone_params(params)
     restored = optimizers.build(case.name, restored_params, lr=123.0)
-    restored.load_state_dict(_save_and_load(opt.state_dict()))
+    restored.load_state_dict(through_a_file(opt.state_dict()))
     for _ in range(30):
         for o, p in ((opt, params), (restored, restored_params)):
             problem.set_grads(p)

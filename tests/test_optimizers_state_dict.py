@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 import torch
-from optimizer_cases import CASES, PROBLEMS, clone_params
+from optimizer_cases import CASES, PROBLEMS, clone_params, through_a_file
 
 import optimizers
-
-
-def _through_a_file(state_dict):
-    # As a checkpoint: torch's load_state_dict keeps the very tensors it is given.
-    buffer = io.BytesIO()
-    torch.save(state_dict, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -32,7 +22,7 @@ def test_a_torch_optim_state_dict_resumes_bit_identically(case):
         ref.step()
     ours = clone_params(theirs)
     opt = optimizers.build(case.name, ours, lr=123.0)
-    opt.load_state_dict(_through_a_file(ref.state_dict()))
+    opt.load_state_dict(through_a_file(ref.state_dict()))
     for _ in range(20):
         for o, p in ((ref, theirs), (opt, ours)):
             problem.set_grads(p)
