@@ -1,4 +1,4 @@
-"""Shared fixtures: where the real data sets are.
+"""Shared fixtures: where the real data sets are, and one torch thread.
 
 The real data lives in ``../shared/data`` beside a clone (``make test`` passes it on
 through ``OPTIMLAB_DATA``). Real-data tests must run in CI, so when the data cannot
@@ -40,3 +40,16 @@ def real_data_dir() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread while a test runs: the CI box has 2 shared cores, and
+    threaded CPU kernels only contend there. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

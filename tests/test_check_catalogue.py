@@ -74,12 +74,7 @@ TORCH_CLASSES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def load(stem: str, class_name: str) -> type[torch.optim.Optimizer]:

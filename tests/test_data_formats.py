@@ -32,14 +32,7 @@ from datamodules import (
     FashionMNISTDataModule,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CI box has 2 shared cores: threaded CPU kernels only contend there."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)
