@@ -1,4 +1,4 @@
-"""Shared fixtures: where the real data sets are, and one torch thread.
+"""Shared fixtures: where the real data sets are, one torch thread, a private cache.
 
 The real data lives in ``../shared/data`` beside a clone (``make test`` passes it on
 through ``OPTIMLAB_DATA``). Real-data tests must run in CI, so when the data cannot
@@ -53,3 +53,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """A data cache of the test's own, and no OPTIMLAB_DATA from the environment."""
+    monkeypatch.setenv("OPTIMLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("OPTIMLAB_DATA", raising=False)

@@ -28,7 +28,7 @@ from datamodules import (
 )
 from datamodules.download import download_file
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "private_cache")
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -70,12 +70,6 @@ def server(tmp_path):
     finally:
         httpd.shutdown()
         httpd.server_close()
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("OPTIMLAB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("OPTIMLAB_DATA", raising=False)
 
 
 def md5(path: Path) -> str:

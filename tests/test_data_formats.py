@@ -32,13 +32,7 @@ from datamodules import (
     FashionMNISTDataModule,
 )
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("OPTIMLAB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("OPTIMLAB_DATA", raising=False)
+pytestmark = pytest.mark.usefixtures("one_thread", "private_cache")
 
 
 def read_back(dm):

@@ -21,13 +21,7 @@ from datamodules.cache import channel_stats
 from datamodules.loader import CROP_PADDING, crop_and_flip
 from datamodules.split import class_quotas, stratified_split
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("OPTIMLAB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("OPTIMLAB_DATA", raising=False)
+pytestmark = pytest.mark.usefixtures("one_thread", "private_cache")
 
 
 @pytest.fixture
