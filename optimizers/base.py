@@ -192,14 +192,13 @@ class Optimizer(torch.optim.Optimizer):
         ``work`` is new memory, for a temporary that outlives the step.
         """
         first = lists[0]
-        if fresh:
-            yield (*lists, [torch.empty_like(t) for t in first],
-                   list(range(len(first))))
-            return
-        if (whole or not first or first[0].device.type != "cpu"
+        if (fresh or whole or not first or first[0].device.type != "cpu"
                 or sum(t.numel() for t in first) <= 2 * TILE):
-            yield (*lists, self.scratch(first) if work else None,
-                   list(range(len(first))))
+            if fresh:
+                buffers = [torch.empty_like(t) for t in first]
+            else:
+                buffers = self.scratch(first) if work else None
+            yield (*lists, buffers, list(range(len(first))))
             return
         pending: list[tuple[int, tuple[Tensor, ...]]] = []
         size = 0

@@ -115,6 +115,7 @@ class RMSProp(Optimizer):
         if lam != 0:
             grads = torch._foreach_add(grads, params, alpha=lam)
 
+        # (v stands in for a buffer these settings do not use; it is not touched)
         m = [state["m"] for state in states] if centered else v
         b = [state["momentum_buffer"] for state in states] if mu > 0 else v
 
