@@ -289,11 +289,7 @@ def check_data(
     import datamodules
     from datamodules.base import resolve_data_dir
 
-    datamodule_class = (
-        datamodules.CIFAR10DataModule if config.model == "cnn"
-        else datamodules.FashionMNISTDataModule
-    )
-    datamodule = datamodule_class(data_dir=config.data_dir)
+    datamodule = build_datamodule(config)
     root = resolve_data_dir(config.data_dir)
     flag = setting.split()[0].split("=")[0]
     if config.data_dir is not None:
