@@ -57,6 +57,7 @@ from experiments.report.stats import (
     fmt_target,
     stability_note,
 )
+from experiments.runstore import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -218,12 +219,8 @@ def _remove_earlier_figures(folder: Path, owned: list[str], kept: set[str]) -> N
 
 
 def _write_manifest(folder: Path, written: list[str]) -> None:
-    path = folder / MANIFEST
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(
-        {"written_by": "optimlab report", "figures": sorted(set(written))},
-        indent=1) + "\n", encoding="utf-8")
-    temporary.replace(path)
+    atomic_write_json(folder / MANIFEST, {"written_by": "optimlab report",
+                                          "figures": sorted(set(written))})
 
 
 def _anchor(study: Study) -> str:
@@ -338,9 +335,8 @@ class ImageCounts:
         if self.test is None:
             test = ("not recorded: summary.json holds no test-set size, and the "
                     "data directory's copy may hold fewer test images than the "
-                    "official split (training would need to write "
-                    "`result.num_test`, and `result.num_val`, for the report to "
-                    "show them)")
+                    "official split (summaries written before optimlab train "
+                    "recorded `result.num_test` lack it)")
         else:
             test = f"{self.test} images"
             if classes and self.test_low:
